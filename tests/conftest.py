@@ -1,0 +1,37 @@
+"""Shared fixtures: a fake clock on a normal NYSE trading day, and a fresh home per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from workbench.audit import AuditLog
+from workbench.clock import FixedClock
+
+# Wednesday 18 November 2026, 15:30 UTC = 10:30 in New York: the market is open.
+TRADING_NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """A clock that stands still at ``TRADING_NOW`` until a test moves it."""
+    return FixedClock(TRADING_NOW)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty workbench home folder."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def log(home: Path, clock: FixedClock) -> Iterator[AuditLog]:
+    """An audit log in a real SQLite file under ``home``."""
+    audit = AuditLog(home / "workbench.sqlite", clock=clock)
+    yield audit
+    audit.close()

@@ -1,0 +1,112 @@
+"""Typed faults. Denials by the risk gate are data (see ``models.Violation``); these are faults.
+
+Every exception subclasses :class:`WorkbenchError` and the builtin it resembles, and carries the
+fields a caller needs to act on it.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Base of every fault the workbench raises on purpose."""
+
+
+class ConfigError(WorkbenchError, ValueError):
+    """A policy or configuration file is missing, corrupt or has unknown keys."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class CanonicalizationError(WorkbenchError, TypeError):
+    """A value cannot be written as canonical JSON (a float NaN, an unknown type)."""
+
+
+class AuditError(WorkbenchError, RuntimeError):
+    """The audit log could not be written or read."""
+
+
+class ChainBrokenError(AuditError):
+    """The hash chain does not verify; ``seq`` is the first bad event."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"audit chain broken at seq {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
+class IllegalTransitionError(WorkbenchError, ValueError):
+    """A lifecycle transition that the table does not allow; nothing was written."""
+
+    def __init__(self, proposal_id: str, current: str | None, target: str) -> None:
+        super().__init__(f"proposal {proposal_id}: illegal transition {current} -> {target}")
+        self.proposal_id = proposal_id
+        self.current = current
+        self.target = target
+
+
+class UnknownProposalError(WorkbenchError, KeyError):
+    """No proposal with this id exists in the audit log."""
+
+    def __init__(self, proposal_id: str) -> None:
+        super().__init__(proposal_id)
+        self.proposal_id = proposal_id
+
+    def __str__(self) -> str:
+        return f"unknown proposal {self.proposal_id!r}"
+
+
+class MarketDataError(WorkbenchError, LookupError):
+    """Market data is missing, stale or unusable for this instrument."""
+
+    def __init__(self, symbol: str, reason: str) -> None:
+        super().__init__(f"{symbol}: {reason}")
+        self.symbol = symbol
+        self.reason = reason
+
+
+class UnknownSymbolError(MarketDataError):
+    """The symbol is not in the universe the broker or data source knows."""
+
+    def __init__(self, symbol: str) -> None:
+        super().__init__(symbol, "unknown symbol")
+
+
+class SimulationError(WorkbenchError, ValueError):
+    """The simulator cannot compute an impact (zero or negative NAV, missing quote)."""
+
+
+class BrokerError(WorkbenchError, RuntimeError):
+    """The broker refused or failed a request."""
+
+
+class BrokerUnavailableError(BrokerError, ConnectionError):
+    """The broker cannot be reached; no order was sent."""
+
+
+class OrderRejectedError(BrokerError):
+    """The broker rejected an order; ``reason`` says why."""
+
+    def __init__(self, reason: str, *, proposal_id: str | None = None) -> None:
+        super().__init__(reason if proposal_id is None else f"{proposal_id}: {reason}")
+        self.reason = reason
+        self.proposal_id = proposal_id
+
+
+class ApprovalError(WorkbenchError, PermissionError):
+    """An approval, credential or token was refused."""
+
+    def __init__(self, reason: str, *, proposal_id: str | None = None) -> None:
+        super().__init__(reason if proposal_id is None else f"{proposal_id}: {reason}")
+        self.reason = reason
+        self.proposal_id = proposal_id
+
+
+class TradingHaltedError(WorkbenchError, PermissionError):
+    """Trading state forbids this action (HALTED, or REDUCING and the order adds exposure)."""
+
+    def __init__(self, state: str, reason: str) -> None:
+        super().__init__(f"trading state {state}: {reason}")
+        self.state = state
+        self.reason = reason
