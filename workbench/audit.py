@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,12 @@ class EventType(StrEnum):
     BROKER_ORDER_UPDATED = "BrokerOrderUpdated"
     DAILY_RUN_STARTED = "DailyRunStarted"
     DAILY_RUN_FINISHED = "DailyRunFinished"
+    APPROVAL_CREDENTIAL_REFUSED = "ApprovalCredentialRefused"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Event:
-    """One row of the log, payload parsed."""
+    """One row of the log; ``payload`` is parsed from ``payload_json`` on first use."""
 
     seq: int
     ts: str
@@ -73,9 +75,14 @@ class Event:
     proposal_id: str | None
     correlation_id: str | None
     actor: str
-    payload: dict[str, Any]
+    payload_json: str
     prev_hash: str
     hash: str
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.payload_json)
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +97,7 @@ class VerifyResult:
     reason: str | None = None
 
 
-_MIGRATIONS: list[db.Migration] = [
+SCHEMA_MIGRATIONS: list[db.Migration] = [
     (
         "001_events",
         [
@@ -100,7 +107,6 @@ _MIGRATIONS: list[db.Migration] = [
             " payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
             "CREATE INDEX events_proposal ON events (proposal_id) WHERE proposal_id IS NOT NULL",
             "CREATE INDEX events_type ON events (type, seq)",
-            "CREATE INDEX events_ts ON events (ts)",
             "CREATE TRIGGER events_no_update BEFORE UPDATE ON events"
             " BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END",
             "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
@@ -142,7 +148,7 @@ def event_text(
 
 def _event(row: tuple[Any, ...]) -> Event:
     seq, ts, type_, pid, cid, actor, payload, prev_hash, digest = row
-    return Event(seq, ts, type_, pid, cid, actor, json.loads(payload), prev_hash, digest)
+    return Event(seq, ts, type_, pid, cid, actor, payload, prev_hash, digest)
 
 
 def chain_hash(prev_hash: str, text: str) -> str:
@@ -181,25 +187,25 @@ class Transaction:
         actor: str,
         proposal_id: str | None = None,
         correlation_id: str | None = None,
-        ts: datetime | None = None,
     ) -> Event:
-        """Chain one event onto the log inside this transaction."""
+        """Chain one event onto the log inside this transaction, stamped by the log's clock."""
         if not isinstance(type_, EventType):
             raise AuditError(f"unknown event type {type_!r}")
         if not actor:
             raise AuditError("every event needs an actor")
         payload_json = canonical.dumps(payload if payload is not None else {})
-        stamp = canonical.utc_iso(ts if ts is not None else self.log.clock.now())
+        stamp = canonical.utc_iso(self.log.clock.now())
+        kind = type_.value
         seq, prev = self.head()
         seq += 1
-        text = event_text(seq, stamp, type_.value, proposal_id, correlation_id, actor, payload_json)
+        text = event_text(seq, stamp, kind, proposal_id, correlation_id, actor, payload_json)
         digest = chain_hash(prev, text)
         self.conn.execute(
             _INSERT,
             (
                 seq,
                 stamp,
-                type_.value,
+                kind,
                 proposal_id,
                 correlation_id,
                 actor,
@@ -210,15 +216,7 @@ class Transaction:
         )
         self._head = (seq, digest)
         event = Event(
-            seq,
-            stamp,
-            type_.value,
-            proposal_id,
-            correlation_id,
-            actor,
-            json.loads(payload_json),
-            prev,
-            digest,
+            seq, stamp, kind, proposal_id, correlation_id, actor, payload_json, prev, digest
         )
         self.appended.append(event)
         return event
@@ -231,7 +229,7 @@ class AuditLog:
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
         self.conn = db.connect(self.path)
-        db.migrate(self.conn, "audit", _MIGRATIONS)
+        db.migrate(self.conn, "audit", SCHEMA_MIGRATIONS)
         self.db = sqlite_utils.Database(self.conn)
         self._tx: Transaction | None = None
         self._depth = 0

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from enum import Enum
 from typing import Any
 
@@ -26,60 +25,61 @@ def decimal_str(value: Decimal) -> str:
         raise CanonicalizationError(f"non-finite decimal {value!r}")
     if value == 0:
         return "0"
-    text = format(value.normalize(), "f")
-    return text
+    # normalize() under the default context would round past 28 digits: give it enough precision.
+    exact = Context(prec=max(len(value.as_tuple().digits), 1))
+    return format(value.normalize(exact), "f")
 
 
 def utc_iso(value: datetime) -> str:
     """An aware datetime as UTC ISO-8601 with microseconds and a Z suffix."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise CanonicalizationError(f"naive datetime {value.isoformat()} has no timezone")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def to_plain(value: Any) -> Any:
-    """Turn models, Decimals, datetimes and enums into JSON-ready plain values."""
+def _default(value: Any) -> Any:
+    """What the JSON encoder calls for anything that is not a plain JSON value."""
     if isinstance(value, BaseModel):
-        return to_plain(value.model_dump(mode="python"))
-    if isinstance(value, Enum):
-        return to_plain(value.value)
-    if isinstance(value, bool | int | str) or value is None:
-        return value
+        return value.model_dump(mode="python")
     if isinstance(value, Decimal):
         return decimal_str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise CanonicalizationError(f"non-finite float {value!r}")
-        return value
     if isinstance(value, datetime):
         return utc_iso(value)
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
     if isinstance(value, Mapping):
-        return {_key(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [to_plain(v) for v in value]
-        return sorted(items, key=dumps) if isinstance(value, set | frozenset) else items
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted((to_plain(v) for v in value), key=dumps)
     raise CanonicalizationError(f"cannot write {type(value).__name__} as canonical JSON")
 
 
-def _key(key: Any) -> str:
-    if isinstance(key, Enum):
-        key = key.value
-    if not isinstance(key, str):
-        raise CanonicalizationError(f"JSON object keys must be strings, got {key!r}")
-    return key
+_ENCODER = json.JSONEncoder(
+    sort_keys=True,
+    separators=(",", ":"),
+    ensure_ascii=True,
+    allow_nan=False,
+    default=_default,
+)
+
+
+def to_plain(value: Any) -> Any:
+    """Turn models, Decimals, datetimes and enums into JSON-ready plain values."""
+    return json.loads(dumps(value))
 
 
 def dumps(value: Any) -> str:
     """Canonical JSON text of ``value``."""
-    return json.dumps(
-        to_plain(value),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-        allow_nan=False,
-    )
+    try:
+        return _ENCODER.encode(value)
+    except ValueError as exc:  # NaN or infinity among the floats
+        raise CanonicalizationError(str(exc)) from exc
+    except TypeError as exc:  # keys that are not strings, and the like
+        if isinstance(exc, CanonicalizationError):
+            raise
+        raise CanonicalizationError(str(exc)) from exc
 
 
 def digest(value: Any) -> str:

@@ -52,6 +52,45 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_passphrase(from_stdin: bool) -> str:
+    """A new passphrase: one line of stdin, or typed twice at a prompt that does not echo."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    first = getpass.getpass("New approver passphrase: ")
+    if getpass.getpass("Repeat the passphrase: ") != first:
+        raise ValueError("the two passphrases differ")
+    return first
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli:unknown"
+
+
+def cmd_approver_add(args: argparse.Namespace) -> int:
+    """Register an approver (passphrase from a prompt, or from stdin with --passphrase-stdin)."""
+    from workbench.approval import Approvals
+    from workbench.clock import SystemClock
+    from workbench.errors import ApprovalError
+
+    try:
+        passphrase = _new_passphrase(args.passphrase_stdin)
+        with _open_log(args) as log:
+            approvals = Approvals(log, resolve_home(args.home), SystemClock())
+            approvals.add_approver(args.name, passphrase, added_by=_os_user(), replace=args.replace)
+    except (ApprovalError, ValueError) as exc:
+        print(f"approver not added: {exc}", file=sys.stderr)
+        return 1
+    print(f"approver {args.name} {'replaced' if args.replace else 'added'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -76,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail = audit_sub.add_parser("tail", parents=[home_opt], help=cmd_audit_tail.__doc__)
     tail.add_argument("-n", type=int, default=20, help="how many events (default 20)")
     tail.set_defaults(handler=cmd_audit_tail)
+
+    approver = sub.add_parser("approver", help="Manage the people who approve orders.")
+    approver_sub = approver.add_subparsers(dest="approver_command", required=True, metavar="ACTION")
+    add = approver_sub.add_parser("add", parents=[home_opt], help=cmd_approver_add.__doc__)
+    add.add_argument("name", help="approver name: lowercase letters, digits, _ . - (2-32 chars)")
+    add.add_argument(
+        "--passphrase-stdin", action="store_true", help="read the passphrase from one stdin line"
+    )
+    add.add_argument(
+        "--replace", action="store_true", help="rotate an existing approver's passphrase"
+    )
+    add.set_defaults(handler=cmd_approver_add)
     return parser
 
 
