@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from functools import cached_property
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import sqlite_utils
@@ -60,14 +59,14 @@ class EventType(StrEnum):
     TOOL_CALLED = "ToolCalled"
     APPROVER_ADDED = "ApproverAdded"
     BROKER_ORDER_UPDATED = "BrokerOrderUpdated"
+    PAPER_ACCOUNT_OPENED = "PaperAccountOpened"
     DAILY_RUN_STARTED = "DailyRunStarted"
     DAILY_RUN_FINISHED = "DailyRunFinished"
     APPROVAL_CREDENTIAL_REFUSED = "ApprovalCredentialRefused"
 
 
-@dataclass(frozen=True)
-class Event:
-    """One row of the log; ``payload`` is parsed from ``payload_json`` on first use."""
+class Event(NamedTuple):
+    """One row of the log. ``payload`` parses ``payload_json`` on each access: keep the result."""
 
     seq: int
     ts: str
@@ -79,7 +78,7 @@ class Event:
     prev_hash: str
     hash: str
 
-    @cached_property
+    @property
     def payload(self) -> dict[str, Any]:
         parsed: dict[str, Any] = json.loads(self.payload_json)
         return parsed

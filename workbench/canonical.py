@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal
 from enum import Enum
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from pydantic import BaseModel
@@ -34,7 +35,9 @@ def utc_iso(value: datetime) -> str:
     """An aware datetime as UTC ISO-8601 with microseconds and a Z suffix."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise CanonicalizationError(f"naive datetime {value.isoformat()} has no timezone")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _default(value: Any) -> Any:
@@ -56,13 +59,16 @@ def _default(value: Any) -> Any:
     raise CanonicalizationError(f"cannot write {type(value).__name__} as canonical JSON")
 
 
-_ENCODER = json.JSONEncoder(
-    sort_keys=True,
-    separators=(",", ":"),
-    ensure_ascii=True,
-    allow_nan=False,
-    default=_default,
+# The C encoder built once (json.dumps builds one per call): sorted keys, compact, ASCII, no NaN.
+if c_make_encoder is None:  # pragma: no cover - CPython always has the C accelerator
+    raise ImportError("canonical JSON needs CPython's json C accelerator (_json)")
+_C_ENCODER = c_make_encoder(
+    None, _default, encode_basestring_ascii, None, ":", ",", True, False, False
 )
+
+
+def _encode(value: Any) -> str:
+    return "".join(_C_ENCODER(value, 0))
 
 
 def to_plain(value: Any) -> Any:
@@ -73,7 +79,7 @@ def to_plain(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """Canonical JSON text of ``value``."""
     try:
-        return _ENCODER.encode(value)
+        return _encode(value)
     except ValueError as exc:  # NaN or infinity among the floats
         raise CanonicalizationError(str(exc)) from exc
     except TypeError as exc:  # keys that are not strings, and the like
