@@ -135,6 +135,8 @@ class Approvals:
         """Register ``name`` (``replace`` rotates its passphrase) and record ApproverAdded."""
         _check_name(name)
         _check_passphrase(passphrase, strict=True)
+        if not isinstance(added_by, str) or not 0 < len(added_by) <= 64:
+            raise ApprovalError("added_by must name who adds the approver (1 to 64 characters)")
         salt = secrets.token_bytes(16)
         digest = _scrypt(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
         row = (name, salt.hex(), digest.hex(), SCRYPT_N, SCRYPT_R, SCRYPT_P)
@@ -259,6 +261,9 @@ class Approvals:
         if not isinstance(order_ref, str) or not 0 < len(order_ref) <= 128:
             raise ApprovalError("order_ref must be 1 to 128 characters", proposal_id=proposal_id)
         claims = _verify(self._key(create=False), token, proposal_id)
+        used = tx.execute("SELECT 1 FROM token_uses WHERE token_id = ?", (claims.nonce,))
+        if used.fetchone() is not None:
+            raise ApprovalError("token refused: already used", proposal_id=proposal_id)
         prop = _load(tx.log, proposal_id)
         grant = self._check_consumable(proposal_id, prop, claims, token)
         now = self.clock.now()
@@ -333,7 +338,10 @@ class Approvals:
 
     def _key(self, *, create: bool) -> bytes:
         if create and not self._key_path.exists():
-            _create_key(self._key_path)
+            try:
+                _create_key(self._key_path)
+            except OSError as exc:
+                raise ApprovalError(f"cannot create approval key {self._key_path}: {exc}") from exc
         return _read_key(self._key_path)
 
 

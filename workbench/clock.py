@@ -41,3 +41,19 @@ def require_aware(when: datetime) -> datetime:
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError(f"naive datetime {when.isoformat()} has no timezone")
     return when
+
+
+def replay_clock(iso_time: str) -> FixedClock:
+    """A fixed clock from an ISO time with a zone (replaying a session, tests)."""
+    try:
+        when = datetime.fromisoformat(iso_time)
+    except ValueError:
+        raise ValueError(f"clock time must be ISO-8601 with a zone, got {iso_time!r}") from None
+    return FixedClock(when)
+
+
+def describe(clock: Clock) -> str:
+    """What a report should say about the clock it ran on."""
+    if isinstance(clock, FixedClock):
+        return f"replay clock fixed at {clock.now().isoformat()}"
+    return "wall clock"

@@ -98,6 +98,9 @@ _EVENT_STATE: Mapping[str, OrderState] = {
     EventType.ORDER_REJECTED: S.REJECTED,
     EventType.ORDER_WITHDRAWN: S.WITHDRAWN,
 }
+# Event types (besides RiskGateEvaluated) that move a proposal's state.
+STATE_EVENT_TYPES: tuple[str, ...] = tuple(_EVENT_STATE)
+
 _DECISION_STATE: Mapping[str, OrderState] = {
     "APPROVE": S.RISK_APPROVED,
     "REJECT": S.RISK_REJECTED,

@@ -1,0 +1,384 @@
+"""The daily cycle: snapshot → proposer → simulate → gate → request approval, and its report.
+
+:func:`run_cycle` is what ``notebooks/daily_cycle.ipynb`` calls; :func:`run_notebook` is what
+``workbench daily`` calls: it executes that notebook with papermill into ``<home>/<as_of>/`` and
+writes an HTML copy without code. Nothing here approves or submits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from workbench import trading_state
+from workbench.bridge import SizingRules
+from workbench.clock import Clock, FixedClock, SystemClock
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.home import resolve_policy_dir
+from workbench.lifecycle import OrderState
+from workbench.models import OrderIntent, PortfolioSnapshot
+from workbench.proposers import (
+    Market,
+    StopRules,
+    from_signals,
+    load_targets,
+    read_signals,
+    rebalance,
+)
+from workbench.workbench import Outcome, Workbench
+
+Proposer = Literal["rebalance", "signals"]
+ACTOR = "daily-cycle"
+NEW_YORK = ZoneInfo("America/New_York")
+REPLAY_TIME = time(10, 30)
+NOTEBOOK_NAME = "daily_cycle.ipynb"
+
+# Exit codes of `workbench daily` (also in the README, for whoever schedules it).
+EXIT_OK = 0
+EXIT_NOTEBOOK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def clock_for(as_of: date | None, *, today: date | None = None) -> Clock:
+    """The wall clock for today's run; a fixed 10:30 New York clock to replay another day."""
+    today = today or datetime.now(NEW_YORK).date()
+    if as_of is None or as_of == today:
+        return SystemClock()
+    return FixedClock(datetime.combine(as_of, REPLAY_TIME, tzinfo=NEW_YORK))
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """What one daily run did, ready to show: frames for the notebook, figures for the log."""
+
+    as_of: date
+    correlation_id: str
+    broker: str
+    portfolio: PortfolioSnapshot
+    outcomes: tuple[Outcome, ...]
+    proposals: pd.DataFrame
+    exposure: pd.DataFrame
+    awaiting_approval: pd.DataFrame
+    trading_state: str
+    trading_state_reason: str
+    head_seq: int
+    head_hash: str
+
+
+def market_view(wb: Workbench, as_of: date, *, record: bool = True) -> Market:
+    """Quotes, ATRs and instruments from the broker the workbench is connected to."""
+    return Market(
+        quote=lambda symbol: wb.market_snapshot(symbol, record=record),
+        atr=lambda symbol: wb.atr(symbol, as_of),
+        instrument=wb.instrument,
+    )
+
+
+def propose_intents(
+    wb: Workbench,
+    portfolio: PortfolioSnapshot,
+    *,
+    as_of: date,
+    proposer: Proposer,
+    policy_dir: Path,
+    signals_path: Path | None,
+    record: bool = True,
+) -> list[OrderIntent]:
+    """The proposer's intents for today (rebalance to targets, or a signals table)."""
+    sizing = SizingRules(wb.params.sizing.min_order_size, wb.params.sizing.max_order_size)
+    stops = StopRules(wb.params.smart_stop.atr_multiplier, wb.params.smart_stop.floor)
+    market = market_view(wb, as_of, record=record)
+    if proposer == "rebalance":
+        return rebalance(portfolio, load_targets(policy_dir), market, sizing, stops)
+    if proposer == "signals":
+        if signals_path is None:
+            raise ConfigError("proposer 'signals' needs a signals_path")
+        return from_signals(read_signals(signals_path), portfolio, market, sizing, stops)
+    raise ConfigError(f"unknown proposer {proposer!r}: choose 'rebalance' or 'signals'")
+
+
+def run_cycle(
+    wb: Workbench,
+    *,
+    as_of: date,
+    proposer: Proposer = "rebalance",
+    policy_dir: Path,
+    signals_path: Path | None = None,
+) -> CycleReport:
+    """Run today's cycle once; a second run of the same day adds no duplicate proposals."""
+    correlation_id = f"daily:{as_of.isoformat()}"
+    portfolio = wb.portfolio()
+    intents = propose_intents(
+        wb,
+        portfolio,
+        as_of=as_of,
+        proposer=proposer,
+        policy_dir=policy_dir,
+        signals_path=signals_path,
+    )
+    outcomes = wb.run_cycle(intents, actor=ACTOR, correlation_id=correlation_id)
+    proposals = wb.proposals()
+    today = proposals[proposals["correlation_id"] == correlation_id].reset_index(drop=True)
+    waiting = {OrderState.APPROVAL_REQUESTED.value}
+    change = trading_state.read_state(wb.log)
+    seq, digest = wb.log.head()
+    return CycleReport(
+        as_of=as_of,
+        correlation_id=correlation_id,
+        broker=wb.label,
+        portfolio=portfolio,
+        outcomes=tuple(outcomes),
+        proposals=today,
+        exposure=exposure_frame(portfolio, today),
+        awaiting_approval=today[today["state"].isin(waiting)].reset_index(drop=True),
+        trading_state=change.state.value,
+        trading_state_reason=change.reason,
+        head_seq=seq,
+        head_hash=digest,
+    )
+
+
+def exposure_frame(portfolio: PortfolioSnapshot, proposals: pd.DataFrame) -> pd.DataFrame:
+    """Market value by symbol now, and after every order awaiting approval fills at its limit."""
+    before = {p.instrument.symbol: p.market_value for p in portfolio.positions}
+    after = dict(before)
+    pending = proposals[proposals["state"] == OrderState.APPROVAL_REQUESTED.value]
+    for row in pending.itertuples():
+        sign = 1 if row.side == "BUY" else -1
+        price = row.limit_price if row.limit_price is not None else Decimal(0)
+        after[row.symbol] = after.get(row.symbol, Decimal(0)) + sign * row.quantity * price
+    symbols = sorted(set(before) | set(after))
+    nav = portfolio.net_liquidation
+    return pd.DataFrame(
+        {
+            "symbol": symbols,
+            "before": [float(before.get(s, 0)) for s in symbols],
+            "after": [float(after.get(s, 0)) for s in symbols],
+            "weight_before": [float(before.get(s, 0) / nav) if nav > 0 else None for s in symbols],
+            "weight_after": [float(after.get(s, 0) / nav) if nav > 0 else None for s in symbols],
+        }
+    )
+
+
+def open_for_day(
+    *, as_of: str = "", broker: str = "paper", home: str = "", policy_dir: str = ""
+) -> tuple[Workbench, date, Path]:
+    """The notebook's parameters turned into an open workbench, the day and the policies folder."""
+    day = parse_as_of(as_of) or datetime.now(NEW_YORK).date()
+    policies = resolve_policy_dir(policy_dir or None)
+    wb = Workbench.open(home or None, broker, policy_dir=policies, clock=clock_for(day))
+    return wb, day, policies
+
+
+def show_report(report: CycleReport, part: str) -> None:
+    """Display one part of the report in a notebook, always with a plain-text line beside it."""
+    from IPython.display import Markdown, display
+
+    shown = _PARTS[part](report)
+    for item in shown:
+        display(Markdown(item) if isinstance(item, str) else item)
+
+
+def _banner(r: CycleReport) -> list[object]:
+    synthetic = " Market data is **synthetic (seeded)**." if "paper" in r.broker else ""
+    return [
+        f"**{r.as_of.isoformat()}** on **{r.broker}**, account `{r.portfolio.account}`.{synthetic} "
+        f"Proposals this run: {len(r.proposals)}; awaiting approval: {len(r.awaiting_approval)}; "
+        f"trading state: **{r.trading_state}**."
+    ]
+
+
+def _portfolio(r: CycleReport) -> list[object]:
+    p = r.portfolio
+    figures = pd.DataFrame(
+        {
+            "figure": ["NetLiquidation", "cash", "AvailableFunds", "BuyingPower", "maint margin"],
+            p.currency: [
+                p.net_liquidation,
+                p.cash,
+                p.available_funds,
+                p.buying_power,
+                p.maint_margin,
+            ],
+        }
+    )
+    positions = pd.DataFrame(
+        [
+            {
+                "symbol": x.instrument.symbol,
+                "quantity": x.quantity,
+                "avg_cost": x.avg_cost,
+                "price": x.market_price,
+                "market_value": x.market_value,
+            }
+            for x in p.positions
+        ],
+        columns=["symbol", "quantity", "avg_cost", "price", "market_value"],
+    )
+    return [
+        f"Snapshot at {p.timestamp.isoformat()}: {len(p.positions)} positions.",
+        figures,
+        positions,
+    ]
+
+
+def _proposals(r: CycleReport) -> list[object]:
+    if r.proposals.empty:
+        return ["No proposals: every holding is within its drift band (or already proposed today)."]
+    counts = r.proposals["decision"].value_counts().to_dict()
+    return [f"Decisions: {counts}", r.proposals.drop(columns=["correlation_id"])]
+
+
+def _exposure(r: CycleReport) -> list[object]:
+    import matplotlib.pyplot as plt
+
+    frame = r.exposure
+    if frame.empty:
+        return ["No exposure before or after."]
+    fig, ax = plt.subplots(figsize=(8, max(2.0, 0.35 * len(frame))))
+    y = range(len(frame))
+    ax.barh([i - 0.2 for i in y], frame["before"], height=0.4, label="before")
+    ax.barh([i + 0.2 for i in y], frame["after"], height=0.4, label="after approval")
+    ax.set_yticks(list(y), frame["symbol"])
+    ax.set_xlabel(f"market value ({r.portfolio.currency})")
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    gross_before, gross_after = frame["before"].abs().sum(), frame["after"].abs().sum()
+    return [
+        f"Gross exposure {gross_before:,.0f} now, {gross_after:,.0f} if all approved.",
+        fig,
+        frame,
+    ]
+
+
+def _awaiting(r: CycleReport) -> list[object]:
+    if r.awaiting_approval.empty:
+        return ["Nothing awaits approval."]
+    return [
+        f"{len(r.awaiting_approval)} proposals await a person in notebooks/approvals.ipynb "
+        "(or `workbench approve ID --approver NAME`).",
+        r.awaiting_approval[
+            [
+                "proposal_id",
+                "symbol",
+                "side",
+                "quantity",
+                "limit_price",
+                "stop",
+                "decision",
+                "violations",
+            ]
+        ],
+    ]
+
+
+def _state(r: CycleReport) -> list[object]:
+    return [
+        f"Trading state: **{r.trading_state}** ({r.trading_state_reason}).",
+        f"Audit chain head: seq **{r.head_seq}**, hash `{r.head_hash}`.",
+    ]
+
+
+_PARTS = {
+    "banner": _banner,
+    "portfolio": _portfolio,
+    "proposals": _proposals,
+    "exposure": _exposure,
+    "awaiting": _awaiting,
+    "state": _state,
+}
+
+
+# -- the scheduled run: papermill ----------------------------------------------------------------
+
+
+def notebooks_dir() -> Path:
+    """The repository's ``notebooks/`` folder (``$WORKBENCH_NOTEBOOKS`` overrides it)."""
+    override = os.environ.get("WORKBENCH_NOTEBOOKS")
+    folder = Path(override) if override else Path(__file__).resolve().parents[1] / "notebooks"
+    if not (folder / NOTEBOOK_NAME).is_file():
+        raise ConfigError(f"{NOTEBOOK_NAME} not found in {folder}")
+    return folder
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """Where a scheduled run left its report, and whether it succeeded."""
+
+    notebook: Path
+    html: Path | None
+    ok: bool
+    error: str | None = None
+
+
+def run_notebook(
+    *,
+    as_of: date,
+    home: Path,
+    policy_dir: Path,
+    broker: str = "paper",
+    proposer: Proposer = "rebalance",
+    signals_path: Path | None = None,
+) -> NotebookRun:
+    """Execute the daily notebook into ``<home>/<as_of>/`` and write its code-free HTML.
+
+    A failing cell still leaves the executed notebook (papermill writes it with the error shown)
+    and its HTML; ``ok`` is then False.
+    """
+    import papermill as pm
+
+    out_dir = home / as_of.isoformat()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / NOTEBOOK_NAME
+    params = {
+        "as_of": as_of.isoformat(),
+        "broker": broker,
+        "home": str(home),
+        "policy_dir": str(policy_dir),
+        "proposer": proposer,
+        "signals_path": str(signals_path) if signals_path else "",
+    }
+    error = None
+    try:
+        pm.execute_notebook(
+            str(notebooks_dir() / NOTEBOOK_NAME),
+            str(output),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(out_dir),
+            progress_bar=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        error = f"{exc.ename}: {exc.evalue}"
+    html = write_html(output) if output.exists() else None
+    return NotebookRun(output, html, error is None, error)
+
+
+def write_html(notebook: Path) -> Path:
+    """An HTML copy of an executed notebook without its code cells, beside it."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    target = notebook.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def parse_as_of(text: str | None) -> date | None:
+    """``YYYY-MM-DD`` into a date; empty means today. A bad date is a WorkbenchError."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise WorkbenchError(f"as_of must be YYYY-MM-DD, got {text!r}") from None

@@ -1,0 +1,578 @@
+"""The facade: the one order path that notebooks, the CLI and the MCP server all use.
+
+Read it top to bottom to follow one intent: ``propose`` → ``simulate`` → ``evaluate`` →
+``request_approval`` → (a person) ``approve`` → ``submit`` (token consumed, then the broker)
+→ fills.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench import lifecycle, trading_state
+from workbench.approval import ApprovalGrant, Approvals
+from workbench.audit import AuditLog, Event, EventType
+from workbench.bridge import AccountMonitor, order_ref
+from workbench.brokers.base import Broker
+from workbench.clock import Clock, SystemClock
+from workbench.clock import describe as describe_clock
+from workbench.errors import (
+    ApprovalError,
+    ConfigError,
+    MarketDataError,
+    SimulationError,
+    TradingHaltedError,
+    UnknownProposalError,
+)
+from workbench.home import db_path, resolve_home, resolve_policy_dir
+from workbench.lifecycle import OrderState
+from workbench.marketdata import atr
+from workbench.models import (
+    Decision,
+    Instrument,
+    MarketSnapshot,
+    OrderIntent,
+    PortfolioSnapshot,
+    RiskDecision,
+    SimResult,
+    SubmitPermit,
+    TradingState,
+)
+from workbench.policy import RiskPolicy, StrategyParams, load_policy, load_strategy_params
+from workbench.proposers import ProposalError
+from workbench.risk import evaluate as gate_evaluate
+from workbench.sim import simulate as simulate_impact
+
+ACTOR = "workbench"
+
+
+def new_proposal_id() -> str:
+    """A fresh proposal id (random, URL-safe, 20 characters)."""
+    return "p" + uuid.uuid4().hex[:19]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one intent came to in a cycle: its id, the decision and what happens next."""
+
+    proposal_id: str
+    intent: OrderIntent
+    decision: RiskDecision | None
+    state: OrderState
+    fault: str | None = None
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """A simulated, judged intent that was not recorded; ``fault`` when it could not be."""
+
+    intent: OrderIntent
+    sim: SimResult | None
+    decision: RiskDecision | None
+    fault: str | None = None
+
+
+@dataclass
+class _Context:
+    """The snapshots one proposal was simulated on, kept for its evaluation in this process."""
+
+    portfolio: PortfolioSnapshot
+    market: MarketSnapshot
+    sim: SimResult
+
+
+@dataclass
+class Workbench:
+    """One home, one broker, one policy: the order path and the views of it."""
+
+    home: Path
+    log: AuditLog
+    broker: Broker
+    policy: RiskPolicy
+    params: StrategyParams
+    clock: Clock
+    approvals: Approvals
+    ids: Callable[[], str] = new_proposal_id
+    _contexts: dict[str, _Context] = field(default_factory=dict, repr=False)
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        broker: str | Broker = "paper",
+        *,
+        policy_dir: str | os.PathLike[str] | None = None,
+        clock: Clock | None = None,
+        ids: Callable[[], str] = new_proposal_id,
+    ) -> Workbench:
+        """Open (or create) a home; load the policies strictly; connect the named broker."""
+        root = resolve_home(home)
+        clock = clock or SystemClock()
+        folder = resolve_policy_dir(policy_dir)
+        policy, params = load_policy(folder), load_strategy_params(folder)
+        log = AuditLog(db_path(root), clock)
+        try:
+            chosen = broker if not isinstance(broker, str) else _make_broker(broker, log, clock)
+            approvals = Approvals(
+                log,
+                root,
+                clock,
+                expiry=timedelta(seconds=policy.approval.token_expiry_seconds),
+                second_approver_above=policy.approval.second_approver_min_notional,
+            )
+        except BaseException:
+            log.close()
+            raise
+        return cls(root, log, chosen, policy, params, clock, approvals, ids)
+
+    def close(self) -> None:
+        self.log.close()
+
+    def __enter__(self) -> Workbench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def label(self) -> str:
+        """Which broker trades: "paper broker (simulated)" or "IBKR paper DU…"."""
+        return self.broker.label
+
+    @property
+    def account(self) -> str:
+        return self.broker.accounts()[0]
+
+    @property
+    def clock_label(self) -> str:
+        return describe_clock(self.clock)
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The broker's instrument for ``symbol``; unknown symbols raise UnknownSymbolError."""
+        return self.broker.instrument(symbol)
+
+    def atr(self, symbol: str, end: date, n: int = 14) -> Decimal:
+        """Average true range per share over the ``n`` daily bars ending on ``end``."""
+        return atr(self.broker.bars(symbol, end, n + 1))
+
+    # -- what the workbench fetches itself ---------------------------------------------------
+
+    def portfolio(self, *, record: bool = True) -> PortfolioSnapshot:
+        """A fresh account snapshot; recorded (NAV for the circuit breaker, which may trip)
+        unless ``record`` is False (what-if views)."""
+        snapshot = AccountMonitor(lambda: self.broker.portfolio(self.account)).refresh()
+        if record:
+            trading_state.record_portfolio_snapshot(self.log, snapshot, self.params.circuit_breaker)
+        return snapshot
+
+    def market_snapshot(self, symbol: str, *, record: bool = True) -> MarketSnapshot:
+        """A fresh quote from the broker, recorded as MarketSnapshotTaken unless told not to."""
+        quote = self.broker.market_snapshot(self.broker.instrument(symbol))
+        if record:
+            self.log.append(EventType.MARKET_SNAPSHOT_TAKEN, {"quote": quote}, actor=ACTOR)
+        return quote
+
+    def trading_state(self) -> TradingState:
+        return trading_state.current(self.log).state
+
+    # -- what-if: nothing written ------------------------------------------------------------
+
+    def what_if(
+        self, intents: Iterable[OrderIntent], *, policy: RiskPolicy | None = None
+    ) -> list[WhatIf]:
+        """Simulate and judge intents on fresh snapshots, writing nothing (the quant's sandbox)."""
+        policy = policy or self.policy
+        portfolio = self.portfolio(record=False)
+        now = self.clock.now()
+        history = trading_state.build_history(
+            self.log, account=self.account, now=now, policy=policy
+        )
+        state = self.trading_state()
+        quotes: dict[str, MarketSnapshot] = {}
+        results = []
+        for intent in intents:
+            try:
+                quote = quotes.get(intent.symbol) or self.broker.market_snapshot(intent.instrument)
+                quotes[intent.symbol] = quote
+                sim = simulate_impact(intent, portfolio, quote, self.params.costs)
+            except (SimulationError, MarketDataError) as exc:
+                results.append(WhatIf(intent, None, None, str(exc)))
+                continue
+            decision = gate_evaluate(intent, sim, portfolio, quote, policy, state, history, now)
+            results.append(WhatIf(intent, sim, decision))
+        return results
+
+    # -- the order path ----------------------------------------------------------------------
+
+    def propose(self, intent: OrderIntent, *, actor: str, correlation_id: str | None = None) -> str:
+        """Record a validated intent as a new proposal; returns its id. Nothing is sent."""
+        if intent.account != self.account:
+            raise ProposalError(f"intent is for account {intent.account}, not {self.account}")
+        proposal_id = self.ids()
+        payload = {"intent": intent, "intent_hash": intent.intent_hash, "broker": self.label}
+        with self.log.transaction() as tx:
+            lifecycle.advance(
+                tx,
+                proposal_id,
+                EventType.ORDER_PROPOSED,
+                payload,
+                actor=actor,
+                correlation_id=correlation_id,
+            )
+        return proposal_id
+
+    def simulate(self, proposal_id: str) -> SimResult:
+        """Simulate on fresh snapshots and record OrderSimulated (a fault records a REJECT)."""
+        intent = self.intent(proposal_id)
+        try:
+            portfolio = self.portfolio()
+            market = self.market_snapshot(intent.symbol)
+            sim = simulate_impact(intent, portfolio, market, self.params.costs)
+        except (SimulationError, MarketDataError) as exc:
+            self._reject_fault(proposal_id, f"simulation failed: {exc}")
+            raise
+        with self.log.transaction() as tx:
+            lifecycle.advance(
+                tx, proposal_id, EventType.ORDER_SIMULATED, {"result": sim}, actor=ACTOR
+            )
+        self._contexts[proposal_id] = _Context(portfolio, market, sim)
+        return sim
+
+    def evaluate(self, proposal_id: str, *, transition: bool = True) -> RiskDecision:
+        """Run the gate on the snapshots behind the simulation; record RiskGateEvaluated."""
+        intent = self.intent(proposal_id)
+        ctx = self._contexts.get(proposal_id) or self._fresh_context(intent)
+        now = self.clock.now()
+        decision = gate_evaluate(
+            intent,
+            ctx.sim,
+            ctx.portfolio,
+            ctx.market,
+            self.policy,
+            self.trading_state(),
+            trading_state.build_history(
+                self.log, account=self.account, now=now, policy=self.policy
+            ),
+            now,
+        )
+        payload = {
+            **decision.model_dump(mode="json"),
+            "transition": transition,
+            "market_ts": ctx.market.timestamp,
+            "portfolio_ts": ctx.portfolio.timestamp,
+        }
+        with self.log.transaction() as tx:
+            if transition:
+                lifecycle.advance(
+                    tx, proposal_id, EventType.RISK_GATE_EVALUATED, payload, actor=ACTOR
+                )
+            else:
+                tx.append(
+                    EventType.RISK_GATE_EVALUATED, payload, actor=ACTOR, proposal_id=proposal_id
+                )
+        return decision
+
+    def request_approval(self, proposal_id: str) -> None:
+        """Ask a person: only proposals the gate approved or sent to review get here."""
+        with self.log.transaction() as tx:
+            lifecycle.advance(tx, proposal_id, EventType.APPROVAL_REQUESTED, {}, actor=ACTOR)
+
+    def run(self, intent: OrderIntent, *, actor: str, correlation_id: str | None = None) -> Outcome:
+        """propose → simulate → evaluate → request approval (unless rejected)."""
+        proposal_id = self.propose(intent, actor=actor, correlation_id=correlation_id)
+        try:
+            self.simulate(proposal_id)
+        except (SimulationError, MarketDataError) as exc:
+            return Outcome(proposal_id, intent, None, OrderState.RISK_REJECTED, str(exc))
+        decision = self.evaluate(proposal_id)
+        if decision.decision is not Decision.REJECT:
+            self.request_approval(proposal_id)
+        return Outcome(proposal_id, intent, decision, self.state(proposal_id))
+
+    def run_cycle(
+        self, intents: Iterable[OrderIntent], *, actor: str, correlation_id: str
+    ) -> list[Outcome]:
+        """Run each intent once per ``correlation_id``: a symbol/side already proposed under it
+        is skipped, so running the same day twice does not duplicate proposals."""
+        seen = self._proposed_keys(correlation_id)
+        outcomes = []
+        for intent in intents:
+            key = (intent.symbol, intent.side.value)
+            if key in seen:
+                continue
+            seen.add(key)
+            outcomes.append(self.run(intent, actor=actor, correlation_id=correlation_id))
+        return outcomes
+
+    def approve(
+        self,
+        proposal_id: str,
+        approver: str,
+        passphrase: str,
+        *,
+        override_reason: str | None = None,
+        second_approver: str | None = None,
+        second_passphrase: str | None = None,
+    ) -> ApprovalGrant:
+        """A person approves with their credential; returns the one-time token (shown once)."""
+        return self.approvals.approve(
+            proposal_id,
+            approver,
+            passphrase,
+            override_reason=override_reason,
+            second_approver=second_approver,
+            second_passphrase=second_passphrase,
+        )
+
+    def reject(self, proposal_id: str, approver: str, passphrase: str, reason: str) -> None:
+        """A person rejects with their credential and a reason."""
+        self.approvals.reject(proposal_id, approver, passphrase, reason)
+
+    def submit(self, proposal_id: str, token: str) -> OrderState:
+        """Re-check state, breaker and freshness; consume the token; then send to the broker."""
+        intent = self.intent(proposal_id)
+        self._refuse_when_halted(intent)
+        self.portfolio()  # records NAV: the circuit breaker may trip right here
+        self._refuse_when_halted(intent)
+        self._recheck_if_stale(proposal_id, intent)
+        with self.log.transaction() as tx:
+            permit = self.approvals.consume(
+                tx,
+                proposal_id,
+                token,
+                order_ref=order_ref(proposal_id, is_propagated=intent.is_propagated),
+            )
+        self._send(permit)
+        return self.state(proposal_id)
+
+    def cancel(self, proposal_id: str, *, actor: str) -> OrderState:
+        """Cancel a working order at the broker, or withdraw a proposal not yet sent.
+
+        Allowed in every trading state, HALTED included.
+        """
+        state = self.state(proposal_id)
+        if state in lifecycle.WORKING_STATES:
+            self.broker.cancel(proposal_id=proposal_id)
+        else:
+            with self.log.transaction() as tx:
+                lifecycle.advance(
+                    tx, proposal_id, EventType.ORDER_WITHDRAWN, {"by": actor}, actor=actor
+                )
+        return self.state(proposal_id)
+
+    # -- trading state -----------------------------------------------------------------------
+
+    def halt(self, reason: str, *, by: str) -> None:
+        trading_state.set_state(self.log, TradingState.HALTED, reason=reason, by=by)
+
+    def reduce(self, reason: str, *, by: str) -> None:
+        trading_state.set_state(self.log, TradingState.REDUCING, reason=reason, by=by)
+
+    def resume(self, reason: str, *, by: str) -> None:
+        trading_state.set_state(self.log, TradingState.ACTIVE, reason=reason, by=by)
+
+    # -- views -------------------------------------------------------------------------------
+
+    def intent(self, proposal_id: str) -> OrderIntent:
+        proposed = self.log.events(
+            proposal_id=proposal_id, types=(EventType.ORDER_PROPOSED,), limit=1
+        )
+        if not proposed:
+            raise UnknownProposalError(proposal_id)
+        return OrderIntent.model_validate(proposed[0].payload["intent"])
+
+    def state(self, proposal_id: str) -> OrderState:
+        return lifecycle.current_state(self.log, proposal_id)
+
+    def proposals(self, *, states: Iterable[OrderState] | None = None) -> pd.DataFrame:
+        """One row per proposal: what it is, its decision, violations and current state."""
+        rows = _proposal_rows(self.log.events(types=_PROPOSAL_VIEW_TYPES))
+        frame = pd.DataFrame(rows, columns=list(_PROPOSAL_COLUMNS))
+        if states is not None:
+            wanted = {s.value for s in states}
+            frame = frame[frame["state"].isin(wanted)].reset_index(drop=True)
+        return frame
+
+    def status(self) -> dict[str, Any]:
+        """Home, broker, trading state, chain head and proposals by state."""
+        change = trading_state.current(self.log)
+        seq, head = self.log.head()
+        counts = self.proposals()["state"].value_counts().to_dict()
+        return {
+            "home": str(self.home),
+            "broker": self.label,
+            "account": self.account,
+            "trading_state": change.state.value,
+            "trading_state_reason": change.reason,
+            "trading_state_by": change.by,
+            "audit_head_seq": seq,
+            "audit_head_hash": head,
+            "proposals_by_state": counts,
+        }
+
+    def reconcile(self) -> list[str]:
+        """Proposals whose token was spent but the broker never acknowledged (e.g. a crash
+        between the two): reported and recorded, never re-sent on their own."""
+        frame = self.proposals(states=[OrderState.SUBMITTED])
+        known = {o.proposal_id for o in self.broker.orders()}
+        stuck = [pid for pid in frame["proposal_id"] if pid not in known]
+        self.log.append(
+            EventType.RECONCILIATION_RUN,
+            {"submitted_without_broker_order": stuck, "broker": self.label},
+            actor=ACTOR,
+        )
+        return stuck
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _fresh_context(self, intent: OrderIntent) -> _Context:
+        portfolio = self.portfolio()
+        market = self.market_snapshot(intent.symbol)
+        return _Context(
+            portfolio, market, simulate_impact(intent, portfolio, market, self.params.costs)
+        )
+
+    def _reject_fault(self, proposal_id: str, why: str) -> None:
+        payload = {"decision": Decision.REJECT.value, "fault": why, "violations": []}
+        with self.log.transaction() as tx:
+            lifecycle.advance(tx, proposal_id, EventType.RISK_GATE_EVALUATED, payload, actor=ACTOR)
+
+    def _refuse_when_halted(self, intent: OrderIntent) -> None:
+        change = trading_state.current(self.log)
+        if change.state is TradingState.HALTED:
+            raise TradingHaltedError("HALTED", f"no order is sent ({change.reason})")
+        if change.state is TradingState.REDUCING and not self._reduces(intent):
+            raise TradingHaltedError("REDUCING", "only orders that reduce a position are sent")
+
+    def _reduces(self, intent: OrderIntent) -> bool:
+        held = self.broker.portfolio(self.account).position(intent.symbol)
+        qty = held.quantity if held else Decimal(0)
+        return qty * intent.side.sign < 0 and intent.quantity <= abs(qty)
+
+    def _recheck_if_stale(self, proposal_id: str, intent: OrderIntent) -> None:
+        decided = self.log.events(
+            proposal_id=proposal_id,
+            types=(EventType.RISK_GATE_EVALUATED,),
+            newest_first=True,
+            limit=1,
+        )
+        if not decided:
+            raise ApprovalError("no risk decision recorded", proposal_id=proposal_id)
+        market_ts = datetime.fromisoformat(str(decided[0].payload["market_ts"]))
+        age = (self.clock.now() - market_ts).total_seconds()
+        if age <= self.policy.freshness.max_quote_age_seconds:
+            return
+        self._contexts.pop(proposal_id, None)
+        decision = self.evaluate(proposal_id, transition=False)
+        if decision.decision is Decision.REJECT:
+            raise ApprovalError(
+                "the gate, re-run on fresh data at submit, rejects it: "
+                + "; ".join(v.message for v in decision.violations if v.severity == "BLOCKER"),
+                proposal_id=proposal_id,
+            )
+
+    def _send(self, permit: SubmitPermit) -> None:
+        self.broker.submit(permit)
+
+    def _proposed_keys(self, correlation_id: str) -> set[tuple[str, str]]:
+        keys = set()
+        for event in self.log.events(types=(EventType.ORDER_PROPOSED,)):
+            if event.correlation_id == correlation_id:
+                intent = event.payload["intent"]
+                keys.add((intent["instrument"]["symbol"], intent["side"]))
+        return keys
+
+
+def _make_broker(name: str, log: AuditLog, clock: Clock) -> Broker:
+    if name == "paper":
+        from workbench.brokers.paper import PaperBroker
+
+        return PaperBroker(log, clock)
+    raise ConfigError(f"unknown broker {name!r}: choose 'paper' (IBKR comes with its adapter)")
+
+
+_PROPOSAL_VIEW_TYPES = (
+    EventType.ORDER_PROPOSED,
+    EventType.ORDER_SIMULATED,
+    EventType.RISK_GATE_EVALUATED,
+    *(EventType(t) for t in lifecycle.STATE_EVENT_TYPES),
+)
+_PROPOSAL_COLUMNS = (
+    "proposal_id",
+    "proposed_at",
+    "symbol",
+    "side",
+    "quantity",
+    "order_type",
+    "limit_price",
+    "stop",
+    "notional",
+    "decision",
+    "violations",
+    "state",
+    "source",
+    "correlation_id",
+)
+
+
+def _proposal_rows(events: list[Event]) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:
+        pid = event.proposal_id
+        if pid is None:
+            continue
+        payload = event.payload
+        if event.type == EventType.ORDER_PROPOSED:
+            rows[pid] = _new_row(pid, event, payload["intent"])
+            continue
+        row = rows.get(pid)
+        if row is None:
+            continue
+        if event.type == EventType.ORDER_SIMULATED:
+            row["notional"] = Decimal(payload["result"]["notional"])
+        elif event.type == EventType.RISK_GATE_EVALUATED and payload.get("transition", True):
+            row["decision"] = payload["decision"]
+            row["violations"] = _violation_text(payload)
+        state = lifecycle.state_after(event.type, payload)
+        if state is not None:
+            row["state"] = state.value
+    return list(rows.values())
+
+
+def _new_row(pid: str, event: Event, intent: dict[str, Any]) -> dict[str, Any]:
+    stop = intent.get("protective_stop")
+    return {
+        "proposal_id": pid,
+        "proposed_at": event.ts,
+        "symbol": intent["instrument"]["symbol"],
+        "side": intent["side"],
+        "quantity": Decimal(intent["quantity"]),
+        "order_type": intent["order_type"],
+        "limit_price": None if intent["limit_price"] is None else Decimal(intent["limit_price"]),
+        "stop": None if not stop else Decimal(stop["stop_price"]),
+        "notional": None,
+        "decision": None,
+        "violations": "",
+        "state": OrderState.PROPOSED.value,
+        "source": intent["source"],
+        "correlation_id": event.correlation_id,
+    }
+
+
+def _violation_text(payload: dict[str, Any]) -> str:
+    if payload.get("fault"):
+        return str(payload["fault"])
+    return "; ".join(
+        f"{v['rule_id']} ({v['severity']}): {v['message']}" for v in payload.get("violations", [])
+    )
