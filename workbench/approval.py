@@ -159,7 +159,13 @@ class Approvals:
         rows = self.log.conn.execute("SELECT name FROM approvers ORDER BY name").fetchall()
         return [str(r[0]) for r in rows]
 
-    def _authenticate(self, proposal_id: str, name: str, passphrase: str, action: str) -> None:
+    def authenticate(self, name: str, passphrase: str, *, action: str) -> None:
+        """Check a credential for an action outside a proposal (e.g. resuming trading)."""
+        self._authenticate(None, name, passphrase, action)
+
+    def _authenticate(
+        self, proposal_id: str | None, name: str, passphrase: str, action: str
+    ) -> None:
         """Raise ApprovalError (after auditing the refusal) unless the credential is right."""
         problem = _credential_problem(self.log.conn, name, passphrase)
         if problem is None:

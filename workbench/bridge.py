@@ -52,7 +52,14 @@ class AccountMonitor:
         return self.snapshot.maint_margin / nav
 
 
-def smart_stop(side: Side, entry_price: Decimal, atr_per_share: Decimal, k: Decimal) -> Decimal:
+def smart_stop(
+    side: Side,
+    entry_price: Decimal,
+    atr_per_share: Decimal,
+    k: Decimal,
+    *,
+    floor: Decimal = STOP_FLOOR,
+) -> Decimal:
     """Protective stop for an entry: long entry − k·ATR (floored at 0.01), short entry + k·ATR."""
     if entry_price <= 0 or atr_per_share < 0 or k <= 0:
         raise SimulationError(
@@ -61,7 +68,7 @@ def smart_stop(side: Side, entry_price: Decimal, atr_per_share: Decimal, k: Deci
         )
     distance = k * atr_per_share
     if side is Side.BUY:
-        return max(entry_price - distance, STOP_FLOOR).quantize(CENT, rounding=ROUND_HALF_UP)
+        return max(entry_price - distance, floor).quantize(CENT, rounding=ROUND_HALF_UP)
     return (entry_price + distance).quantize(CENT, rounding=ROUND_HALF_UP)
 
 

@@ -1,20 +1,66 @@
-"""The ``workbench`` command. It holds no logic: every action goes through a library call."""
+"""The ``workbench`` command. It holds no logic: every action is one library call.
+
+Exit codes: 0 done; 1 refused (a credential, token, trading state or the gate said no; a report
+notebook failed); 2 bad input or configuration (nothing was done).
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import getpass
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
 
-from workbench import __version__
+import pandas as pd
+
+from workbench import __version__, trading_state
 from workbench.audit import AuditLog
-from workbench.home import HOME_ENV, db_path, resolve_home
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.home import HOME_ENV, POLICY_ENV, db_path, resolve_home, resolve_policy_dir
 
 Handler = Callable[[argparse.Namespace], int]
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _fails_cleanly(handler: Handler) -> Handler:
+    """Print a typed fault in one line and map it to an exit code instead of a traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (ConfigError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except WorkbenchError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+
+    return run
 
 
 def _open_log(args: argparse.Namespace) -> AuditLog:
     return AuditLog(db_path(args.home))
+
+
+def _secret(prompt: str, from_stdin: bool) -> str:
+    """One secret: a line of stdin, or typed at a prompt that does not echo."""
+    if from_stdin:
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    return getpass.getpass(prompt)
+
+
+def _os_user() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli:unknown"
+
+
+# -- the audit log -------------------------------------------------------------------------------
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -23,13 +69,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         result = log.verify()
     if result.ok:
         print(f"audit chain OK: {result.checked} events, head {result.head_seq} {result.head_hash}")
-        return 0
+        return EXIT_OK
     print(
         f"audit chain BROKEN at seq {result.first_bad_seq}: {result.reason}"
         f" ({result.checked} events verified before it)",
         file=sys.stderr,
     )
-    return 1
+    return EXIT_REFUSED
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
@@ -38,57 +84,267 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
         events = log.tail(args.n)
     for e in events:
         who = f" {e.proposal_id}" if e.proposal_id else ""
-        print(f"{e.seq:>8} {e.ts} {e.type:<26} {e.actor}{who} {e.payload}")
-    return 0
+        print(f"{e.seq:>8} {e.ts} {e.type:<26} {e.actor}{who} {e.payload_json}")
+    return EXIT_OK
 
 
+# -- status and trading state --------------------------------------------------------------------
+
+
+@_fails_cleanly
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print where the home is, the size of the log and its head."""
-    home = resolve_home(args.home)
+    """Print the home, the broker, the trading state, the chain head and proposals by state."""
+    from workbench.workbench import Workbench
+
+    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        status = wb.status()
+    print(f"home: {status['home']}")
+    print(f"broker: {status['broker']} (account {status['account']})")
+    print(
+        f"trading state: {status['trading_state']} by {status['trading_state_by']}:"
+        f" {status['trading_state_reason']}"
+    )
+    print(f"audit log: {status['audit_head_seq']} events, head {status['audit_head_hash']}")
+    counts = status["proposals_by_state"] or {}
+    print("proposals: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_halt(args: argparse.Namespace) -> int:
+    """Halt all trading (HALTED: every order is refused, cancels still go) until resumed."""
     with _open_log(args) as log:
-        seq, digest = log.head()
-    print(f"home: {home}")
-    print(f"audit log: {db_path(home)} ({seq} events, head {digest[:16]})")
-    return 0
+        change = trading_state.halt(log, reason=args.reason, by=args.by or _os_user())
+    print(f"trading state: {change.state.value} by {change.by}: {change.reason}")
+    return EXIT_OK
 
 
-def _new_passphrase(from_stdin: bool) -> str:
-    """A new passphrase: one line of stdin, or typed twice at a prompt that does not echo."""
-    import getpass
-
-    if from_stdin:
-        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    first = getpass.getpass("New approver passphrase: ")
-    if getpass.getpass("Repeat the passphrase: ") != first:
-        raise ValueError("the two passphrases differ")
-    return first
+@_fails_cleanly
+def cmd_reduce(args: argparse.Namespace) -> int:
+    """Allow only risk-reducing orders (REDUCING) until resumed."""
+    with _open_log(args) as log:
+        change = trading_state.reduce(log, reason=args.reason, by=args.by or _os_user())
+    print(f"trading state: {change.state.value} by {change.by}: {change.reason}")
+    return EXIT_OK
 
 
-def _os_user() -> str:
-    import getpass
+@_fails_cleanly
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Return trading to ACTIVE: a registered approver, with their passphrase, and a reason."""
+    from workbench.workbench import Workbench
 
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):
-        return "cli:unknown"
+    passphrase = _secret(f"Passphrase for {args.approver}: ", args.passphrase_stdin)
+    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        wb.resume(args.reason, approver=args.approver, passphrase=passphrase)
+        state = wb.trading_state()
+    print(f"trading state: {state.value} by {args.approver}: {args.reason}")
+    return EXIT_OK
 
 
+# -- approvers and the order path ----------------------------------------------------------------
+
+
+@_fails_cleanly
 def cmd_approver_add(args: argparse.Namespace) -> int:
     """Register an approver (passphrase from a prompt, or from stdin with --passphrase-stdin)."""
     from workbench.approval import Approvals
     from workbench.clock import SystemClock
-    from workbench.errors import ApprovalError
 
-    try:
-        passphrase = _new_passphrase(args.passphrase_stdin)
-        with _open_log(args) as log:
-            approvals = Approvals(log, resolve_home(args.home), SystemClock())
-            approvals.add_approver(args.name, passphrase, added_by=_os_user(), replace=args.replace)
-    except (ApprovalError, ValueError) as exc:
-        print(f"approver not added: {exc}", file=sys.stderr)
-        return 1
+    passphrase = _secret("New approver passphrase: ", args.passphrase_stdin)
+    if not args.passphrase_stdin and getpass.getpass("Repeat the passphrase: ") != passphrase:
+        raise ValueError("the two passphrases differ")
+    with _open_log(args) as log:
+        approvals = Approvals(log, resolve_home(args.home), SystemClock())
+        approvals.add_approver(args.name, passphrase, added_by=_os_user(), replace=args.replace)
     print(f"approver {args.name} {'replaced' if args.replace else 'added'}")
-    return 0
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_proposals(args: argparse.Namespace) -> int:
+    """List proposals with their decision, violations and state (optionally one state)."""
+    from workbench.lifecycle import OrderState
+    from workbench.workbench import Workbench
+
+    states = [OrderState(args.state)] if args.state else None
+    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        frame = wb.proposals(states=states)
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        print(frame.to_string(index=False) if len(frame) else "no proposals")
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Approve a proposal with your passphrase; prints the one-time token once."""
+    from workbench.workbench import Workbench
+
+    passphrase = _secret(f"Passphrase for {args.approver}: ", args.passphrase_stdin)
+    second = None
+    if args.second_approver:
+        second = _secret(f"Passphrase for {args.second_approver}: ", args.passphrase_stdin)
+    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        grant = wb.approve(
+            args.proposal_id,
+            args.approver,
+            passphrase,
+            override_reason=args.reason,
+            second_approver=args.second_approver,
+            second_passphrase=second,
+        )
+    print(f"approved {grant.proposal_id} by {', '.join(grant.approvers)}")
+    print(f"token (shown once, expires {grant.expires_at.isoformat()}):")
+    print(grant.token)
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_reject(args: argparse.Namespace) -> int:
+    """Reject a proposal with your passphrase and a reason."""
+    from workbench.workbench import Workbench
+
+    passphrase = _secret(f"Passphrase for {args.approver}: ", args.passphrase_stdin)
+    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        wb.reject(args.proposal_id, args.approver, passphrase, args.reason)
+    print(f"rejected {args.proposal_id}")
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Send an approved proposal with its one-time token (``--token -`` reads it from stdin)."""
+    from workbench.workbench import Workbench
+
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        state = wb.submit(args.proposal_id, token)
+        label = wb.label
+    print(f"submitted {args.proposal_id} to {label}: {state.value}")
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a working order, or withdraw a proposal not yet sent (allowed while HALTED)."""
+    from workbench.workbench import Workbench
+
+    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        state = wb.cancel(args.proposal_id, actor=args.by or _os_user())
+    print(f"{args.proposal_id}: {state.value}")
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Report proposals whose token was spent but that the broker never received."""
+    from workbench.workbench import Workbench
+
+    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        stuck = wb.reconcile()
+    if not stuck:
+        print("reconciled: every submitted proposal is known to the broker")
+        return EXIT_OK
+    print("submitted but unknown to the broker (NOT re-sent; check and cancel by hand):")
+    for pid in stuck:
+        print(f"  {pid}")
+    return EXIT_REFUSED
+
+
+# -- the daily cycle -----------------------------------------------------------------------------
+
+
+@_fails_cleanly
+def cmd_daily(args: argparse.Namespace) -> int:
+    """Run the daily-cycle notebook with papermill into <home>/<as_of>/ (+ HTML without code)."""
+    from workbench.daily import market_today, run_notebook
+
+    as_of = date.fromisoformat(args.as_of) if args.as_of else market_today()
+    run = run_notebook(
+        as_of=as_of,
+        home=resolve_home(args.home),
+        policy_dir=resolve_policy_dir(args.policy_dir),
+        broker=args.broker,
+        proposer=args.proposer,
+        signals_path=Path(args.signals) if args.signals else None,
+    )
+    print(f"report: {run.notebook}")
+    if run.html:
+        print(f"html:   {run.html}")
+    if not run.ok:
+        print(f"FAILED: {run.error} (the executed notebook shows where)", file=sys.stderr)
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def _common() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument(
+        "--home", default=None, help=f"workbench home folder (default: ${HOME_ENV}, else ./runs)"
+    )
+    full = argparse.ArgumentParser(add_help=False, parents=[home])
+    full.add_argument(
+        "--policy-dir",
+        default=None,
+        help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
+    )
+    full.add_argument("--broker", default="paper", choices=["paper"], help="broker (paper)")
+    return home, full
+
+
+def _add(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    parent: argparse.ArgumentParser,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name, parents=[parent], help=handler.__doc__, description=handler.__doc__
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_order_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], full: argparse.ArgumentParser
+) -> None:
+    _add(sub, "proposals", cmd_proposals, full).add_argument("--state", help="only this state")
+    stdin_help = "read passphrases from stdin, one line each"
+    approve = _add(sub, "approve", cmd_approve, full)
+    approve.add_argument("proposal_id")
+    approve.add_argument("--approver", required=True, help="your approver name")
+    approve.add_argument("--reason", default=None, help="override reason (REVIEW decisions)")
+    approve.add_argument("--second-approver", default=None, help="second approver, if required")
+    approve.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
+    reject = _add(sub, "reject", cmd_reject, full)
+    reject.add_argument("proposal_id")
+    reject.add_argument("--approver", required=True, help="your approver name")
+    reject.add_argument("--reason", required=True, help="why (recorded)")
+    reject.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
+    submit = _add(sub, "submit", cmd_submit, full)
+    submit.add_argument("proposal_id")
+    submit.add_argument("--token", required=True, help="the one-time token, or - for stdin")
+    cancel = _add(sub, "cancel", cmd_cancel, full)
+    cancel.add_argument("proposal_id")
+    cancel.add_argument("--by", default=None, help="who (default: the OS user name)")
+    _add(sub, "reconcile", cmd_reconcile, full)
+
+
+def _add_state_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    home: argparse.ArgumentParser,
+    full: argparse.ArgumentParser,
+) -> None:
+    for name, handler in (("halt", cmd_halt), ("reduce", cmd_reduce)):
+        parser = _add(sub, name, handler, home)
+        parser.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+        parser.add_argument("--by", default=None, help="who (default: the OS user name)")
+    resume = _add(sub, "resume", cmd_resume, full)
+    resume.add_argument("--approver", required=True, help="a registered approver")
+    resume.add_argument("--reason", default="resumed by a person", help="why (recorded)")
+    resume.add_argument("--passphrase-stdin", action="store_true", help="passphrase from stdin")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,36 +353,32 @@ def build_parser() -> argparse.ArgumentParser:
         description="Research-to-paper trading workbench: propose, simulate, gate, approve, submit",
     )
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
-    home_opt = argparse.ArgumentParser(add_help=False)
-    home_opt.add_argument(
-        "--home",
-        default=None,
-        help=f"workbench home folder (default: ${HOME_ENV}, else ./runs)",
-    )
+    home, full = _common()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    status = sub.add_parser("status", parents=[home_opt], help=cmd_status.__doc__)
-    status.set_defaults(handler=cmd_status)
+    _add(sub, "status", cmd_status, full)
+    _add_state_commands(sub, home, full)
+    _add_order_commands(sub, full)
+    daily = _add(sub, "daily", cmd_daily, full)
+    daily.add_argument("--as-of", default=None, help="YYYY-MM-DD (default: today in New York)")
+    daily.add_argument("--proposer", default="rebalance", choices=["rebalance", "signals"])
+    daily.add_argument("--signals", default=None, help="signals CSV for --proposer signals")
 
     audit = sub.add_parser("audit", help="Inspect the hash-chained audit log.")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = audit_sub.add_parser("verify", parents=[home_opt], help=cmd_audit_verify.__doc__)
-    verify.set_defaults(handler=cmd_audit_verify)
-    tail = audit_sub.add_parser("tail", parents=[home_opt], help=cmd_audit_tail.__doc__)
-    tail.add_argument("-n", type=int, default=20, help="how many events (default 20)")
-    tail.set_defaults(handler=cmd_audit_tail)
-
+    _add(audit_sub, "verify", cmd_audit_verify, home)
+    _add(audit_sub, "tail", cmd_audit_tail, home).add_argument(
+        "-n", type=int, default=20, help="how many events (default 20)"
+    )
     approver = sub.add_parser("approver", help="Manage the people who approve orders.")
     approver_sub = approver.add_subparsers(dest="approver_command", required=True, metavar="ACTION")
-    add = approver_sub.add_parser("add", parents=[home_opt], help=cmd_approver_add.__doc__)
+    add = _add(approver_sub, "add", cmd_approver_add, home)
     add.add_argument("name", help="approver name: lowercase letters, digits, _ . - (2-32 chars)")
     add.add_argument(
-        "--passphrase-stdin", action="store_true", help="read the passphrase from one stdin line"
+        "--passphrase-stdin", action="store_true", help="passphrase from one stdin line"
     )
     add.add_argument(
         "--replace", action="store_true", help="rotate an existing approver's passphrase"
     )
-    add.set_defaults(handler=cmd_approver_add)
     return parser
 
 

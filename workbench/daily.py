@@ -46,9 +46,14 @@ EXIT_NOTEBOOK_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
+def market_today() -> date:
+    """Today's date in New York, where the US market keeps its calendar."""
+    return datetime.now(NEW_YORK).date()
+
+
 def clock_for(as_of: date | None, *, today: date | None = None) -> Clock:
     """The wall clock for today's run; a fixed 10:30 New York clock to replay another day."""
-    today = today or datetime.now(NEW_YORK).date()
+    today = today or market_today()
     if as_of is None or as_of == today:
         return SystemClock()
     return FixedClock(datetime.combine(as_of, REPLAY_TIME, tzinfo=NEW_YORK))
@@ -171,7 +176,7 @@ def open_for_day(
     *, as_of: str = "", broker: str = "paper", home: str = "", policy_dir: str = ""
 ) -> tuple[Workbench, date, Path]:
     """The notebook's parameters turned into an open workbench, the day and the policies folder."""
-    day = parse_as_of(as_of) or datetime.now(NEW_YORK).date()
+    day = parse_as_of(as_of) or market_today()
     policies = resolve_policy_dir(policy_dir or None)
     wb = Workbench.open(home or None, broker, policy_dir=policies, clock=clock_for(day))
     return wb, day, policies

@@ -110,3 +110,67 @@ class TradingHaltedError(WorkbenchError, PermissionError):
         super().__init__(f"trading state {state}: {reason}")
         self.state = state
         self.reason = reason
+
+
+class PermitRefusedError(BrokerError, PermissionError):
+    """A broker refused a SubmitPermit whose OrderSubmitted event is missing or does not match."""
+
+    def __init__(self, reason: str, *, proposal_id: str) -> None:
+        super().__init__(f"{proposal_id}: permit refused: {reason}")
+        self.reason = reason
+        self.proposal_id = proposal_id
+
+
+class DuplicateOrderError(BrokerError):
+    """The broker already holds an order for this proposal (or order_ref); nothing was sent."""
+
+    def __init__(self, proposal_id: str, order_id: str) -> None:
+        super().__init__(f"{proposal_id}: already submitted as order {order_id}")
+        self.proposal_id = proposal_id
+        self.order_id = order_id
+
+
+class UnknownOrderError(BrokerError, KeyError):
+    """The broker has no order with this id (or none for this proposal)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"unknown order {self.key!r}"
+
+
+class OrderNotWorkingError(BrokerError):
+    """The order is already done (filled, cancelled or rejected), so it cannot be cancelled."""
+
+    def __init__(self, order_id: str, status: str) -> None:
+        super().__init__(f"order {order_id} is {status}: nothing to cancel")
+        self.order_id = order_id
+        self.status = status
+
+
+class UnknownAccountError(BrokerError, KeyError):
+    """The broker does not hold this account."""
+
+    def __init__(self, account: str) -> None:
+        super().__init__(account)
+        self.account = account
+
+    def __str__(self) -> str:
+        return f"unknown account {self.account!r}"
+
+
+class BarsFormatError(WorkbenchError, ValueError):
+    """A user's bars file breaks the schema date,symbol,open,high,low,close,volume."""
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(f"{path}:{line}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+class RiskInputError(WorkbenchError, ValueError):
+    """The risk gate was handed inputs that do not belong together (another intent's simulation,
+    another account's portfolio, another symbol's quote); no decision was made."""

@@ -1,4 +1,4 @@
-"""Frozen, hashed configuration loaded from ``policies/*.yaml``: the risk policy and strategy params.
+"""Frozen, hashed configuration from ``policies/*.yaml``: the risk policy and strategy params.
 
 Loading is strict: a missing file, corrupt YAML, a duplicate or unknown key, or a value of the wrong
 type raises :class:`ConfigError`. Nothing here ever falls back to a default: every key that matters
@@ -82,7 +82,7 @@ class LossRules(Config):
 
 
 class FreshnessRules(Config):
-    """R8: how old a quote and a portfolio snapshot may be, and how far ahead of now (clock skew)."""
+    """R8: how old a quote and a portfolio snapshot may be, and how far ahead of now (skew)."""
 
     max_quote_age_seconds: Seconds
     max_portfolio_age_seconds: Seconds
@@ -210,7 +210,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=str(path)) from exc
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except (yaml.YAMLError, ArithmeticError, ValueError) as exc:
         raise ConfigError(f"corrupt YAML: {exc}", path=str(path)) from exc
     if not isinstance(data, dict):

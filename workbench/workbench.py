@@ -379,8 +379,10 @@ class Workbench:
     def reduce(self, reason: str, *, by: str) -> None:
         trading_state.set_state(self.log, TradingState.REDUCING, reason=reason, by=by)
 
-    def resume(self, reason: str, *, by: str) -> None:
-        trading_state.set_state(self.log, TradingState.ACTIVE, reason=reason, by=by)
+    def resume(self, reason: str, *, approver: str, passphrase: str) -> None:
+        """Lift a halt: only a registered approver, with their passphrase, may."""
+        self.approvals.authenticate(approver, passphrase, action="resume trading")
+        trading_state.resume(self.log, approver=approver, reason=reason)
 
     # -- views -------------------------------------------------------------------------------
 

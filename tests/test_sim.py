@@ -1,0 +1,209 @@
+"""The trade simulator: exact, deterministic, and refusing to invent prices or divide by zero."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from gatekit import COSTS, D, intent, portfolio, position, quote, stock
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workbench import canonical
+from workbench.errors import MarketDataError, SimulationError
+from workbench.models import (
+    IntentConstraints,
+    OrderType,
+    ProtectiveStop,
+    Side,
+    SimResult,
+    Source,
+)
+from workbench.sim import fees, intent_hash, intent_json, plain_decimal, simulate, trusted
+
+
+def test_buy_moves_cash_position_and_exposure() -> None:
+    """A BUY pays notional, fees and slippage from cash and adds the position at the reference."""
+    sim = simulate(intent(), portfolio(), quote(), COSTS)
+    assert sim.reference_price == D(100)
+    assert sim.notional == D("2002.00")  # 20 x limit 100.10, the worst price for a buy
+    assert sim.fees == D("1.00") and sim.estimated_slippage == D("1.00")
+    assert sim.cash_after == D(250000) - D("2002.00") - D(2)
+    assert sim.position_before == 0 and sim.position_after == 20
+    assert sim.exposure_by_symbol_after["AAPL"] == D(2000)
+    assert sim.exposure_by_symbol_after["MSFT"] == D(20000)
+    assert sim.positions_after == 3 and sim.opens_or_increases
+    assert sim.nav_after == D(290000) - D(2) - D(2)  # fees+slippage and the 0.10 paid over mid
+    assert sim.concentration_after == D(20000) / sim.nav_after
+    assert sim.leverage_after == D(42000) / sim.nav_after
+
+
+def test_same_inputs_give_the_same_result() -> None:
+    """Two simulations of the same inputs are equal, down to their canonical JSON."""
+    a = simulate(intent(), portfolio(), quote(), COSTS)
+    b = simulate(intent(), portfolio(), quote(), COSTS)
+    assert a == b and canonical.dumps(a) == canonical.dumps(b)
+
+
+def test_trusted_result_equals_a_validated_one() -> None:
+    """The hot-path SimResult equals the same figures validated by pydantic, and is frozen."""
+    sim = simulate(intent(), portfolio(), quote(), COSTS)
+    validated = SimResult.model_validate(sim.model_dump())
+    assert sim == validated and sim.model_dump() == validated.model_dump()
+    with pytest.raises(Exception, match="frozen"):
+        sim.notional = D(0)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="fields"):
+        trusted(SimResult, {"notional": D(1)})
+
+
+def test_sell_more_than_held_goes_short() -> None:
+    """Selling 70 MSFT with 50 held leaves -20, counts as opening, and needs margin."""
+    order = intent(
+        instrument=stock("MSFT"), side=Side.SELL, quantity=D(70), limit_price=D(399),
+        protective_stop=None,
+    )  # fmt: skip
+    sim = simulate(order, portfolio(), quote("MSFT", "399.90", "400.10"), COSTS)
+    assert sim.position_after == -20 and sim.opens_or_increases
+    assert sim.cash_after > sim.cash_before  # a sale brings cash in, at the worst price 399
+    assert sim.exposure_by_symbol_after["MSFT"] == D(-20) * D(400)
+    assert sim.margin_impact == COSTS.initial_margin_rate * (D(8000) - D(20000))
+
+
+def test_reducing_sell_does_not_count_as_opening() -> None:
+    """Selling part of a long position reduces it and is not an opening order."""
+    order = intent(instrument=stock("MSFT"), side=Side.SELL, limit_price=D(400))
+    sim = simulate(order, portfolio(), quote("MSFT", "399.90", "400.10"), COSTS)
+    assert sim.position_after == 30 and not sim.opens_or_increases
+    assert sim.margin_impact < 0
+
+
+@pytest.mark.parametrize(
+    ("quantity", "notional", "expected"),
+    [
+        ("10", "1000", "1.00"),  # 0.05 per share, raised to the 1.00 minimum
+        ("1000", "100000", "5.00"),  # 0.005 x 1000
+        ("1", "50", "0.50"),  # the 1% cap applies last: 0.50 < 1.00 minimum
+    ],
+)
+def test_fees_per_share_with_min_and_cap(quantity: str, notional: str, expected: str) -> None:
+    """Fees are per share, at least the minimum, at most 1% of notional, to the cent."""
+    assert fees(D(quantity), D(notional), COSTS) == D(expected)
+
+
+def test_fees_round_half_up_to_the_cent() -> None:
+    """A fee of exactly half a cent rounds up."""
+    costs = COSTS.model_copy(update={"per_share": D("0.335"), "min_per_order": D(0)})
+    assert fees(D(3), D(10000), costs) == D("1.01")  # 1.005 -> 1.01
+
+
+def test_slippage_uses_market_impact_when_it_exceeds_half_spread() -> None:
+    """With thin volume, k·notional/volume per share beats half the spread."""
+    thin = quote(avg_daily_volume=D(1000))
+    sim = simulate(intent(), portfolio(), thin, COSTS)
+    per_share = COSTS.slippage_k * D("2002.00") / D(1000)
+    assert sim.estimated_slippage == (D(20) * per_share).quantize(D("0.01"))
+
+
+def test_slippage_without_volume_uses_the_spread_alone() -> None:
+    """No average volume: the slippage is half the spread per share."""
+    sim = simulate(intent(), portfolio(), quote(avg_daily_volume=None), COSTS)
+    assert sim.estimated_slippage == D("1.00")
+
+
+def test_no_spread_and_no_volume_is_a_market_data_error() -> None:
+    """A last-only quote without volume cannot price slippage: MarketDataError."""
+    bare = quote(bid=None, ask=None, last=D(100), avg_daily_volume=None)
+    with pytest.raises(MarketDataError, match="slippage"):
+        simulate(intent(), portfolio(), bare, COSTS)
+
+
+def test_missing_quote_is_a_market_data_error() -> None:
+    """A quote with no bid, ask, last or close raises MarketDataError, never a made-up price."""
+    with pytest.raises(MarketDataError, match="no reference price"):
+        simulate(intent(), portfolio(), quote(bid=None, ask=None), COSTS)
+
+
+def test_quote_for_another_symbol_is_a_market_data_error() -> None:
+    """Simulating AAPL against an MSFT quote raises MarketDataError."""
+    with pytest.raises(MarketDataError, match="quote is for MSFT"):
+        simulate(intent(), portfolio(), quote("MSFT"), COSTS)
+
+
+@pytest.mark.parametrize("nav", ["0", "-1000"])
+def test_zero_or_negative_nav_is_a_simulation_error(nav: str) -> None:
+    """NAV at or below zero raises SimulationError instead of dividing by it."""
+    with pytest.raises(SimulationError, match="NAV"):
+        simulate(intent(), portfolio(nav=nav), quote(), COSTS)
+
+
+def test_account_and_currency_mismatch_are_simulation_errors() -> None:
+    """An intent for another account, or in another currency, is not simulated."""
+    with pytest.raises(SimulationError, match="account"):
+        simulate(intent(account="DU999"), portfolio(), quote(), COSTS)
+    eur = intent(instrument=stock("AAPL", currency="EUR"))
+    with pytest.raises(SimulationError, match="FX"):
+        simulate(eur, portfolio(), quote(instrument=stock("AAPL", currency="EUR")), COSTS)
+
+
+texts = st.text(max_size=40)
+money = st.decimals(min_value=D("0.01"), max_value=D(100000), places=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reason=texts,
+    quantity=st.decimals(min_value=D("0.0001"), max_value=D(10**6), places=4),
+    limit=money,
+    stop=st.none() | money,
+    slip=st.none() | st.decimals(min_value=0, max_value=10000, places=2),
+    propagated=st.booleans(),
+    tag=st.from_regex(r"[A-Za-z0-9_.:\-]{0,20}", fullmatch=True),
+    con_id=st.none() | st.integers(min_value=1, max_value=10**12),
+)
+def test_fast_intent_json_matches_canonical_json(
+    reason: str,
+    quantity: Decimal,
+    limit: Decimal,
+    stop: Decimal | None,
+    slip: Decimal | None,
+    propagated: bool,
+    tag: str,
+    con_id: int | None,
+) -> None:
+    """The simulator's intent writer produces exactly the canonical JSON the intent hash uses."""
+    order = intent(
+        reason=reason, quantity=quantity, order_type=OrderType.STP_LMT, limit_price=limit,
+        stop_price=limit, protective_stop=None if stop is None else ProtectiveStop(stop_price=stop),
+        constraints=IntentConstraints(max_slippage_bps=slip), is_propagated=propagated,
+        strategy_tag=tag, instrument=stock("BRK.B", con_id=con_id), source=Source.LLM,
+    )  # fmt: skip
+    assert intent_json(order) == canonical.dumps(order)
+    assert intent_hash(order) == order.intent_hash
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+def test_plain_decimal_matches_canonical(value: Decimal) -> None:
+    """The fast decimal writer agrees with canonical.decimal_str on every finite Decimal."""
+    assert plain_decimal(value) == canonical.decimal_str(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    side=st.sampled_from(Side),
+    quantity=st.integers(min_value=1, max_value=500),
+    offset=st.integers(min_value=-10, max_value=10),
+    symbol=st.sampled_from(["AAPL", "MSFT", "SPY"]),
+)
+def test_cash_identity_and_determinism(side: Side, quantity: int, offset: int, symbol: str) -> None:
+    """Cash after = cash ∓ quantity × worst price − fees − slippage, the same on every run."""
+    book = portfolio(positions=(position("MSFT", "50", "400"), position("SPY", "40", "500")))
+    market = quote(symbol)
+    ref = market.reference_price
+    assert ref is not None
+    limit = ref * (1 + D(offset) / 100)
+    order = intent(instrument=stock(symbol), side=side, quantity=D(quantity), limit_price=limit)
+    sim = simulate(order, book, market, COSTS)
+    worst = max(ref, limit) if side is Side.BUY else min(ref, limit)
+    expected = book.cash - side.sign * D(quantity) * worst - sim.fees - sim.estimated_slippage
+    assert sim.cash_after == expected
+    assert sim == simulate(order, book, market, COSTS)

@@ -1,0 +1,190 @@
+"""Trading state and circuit breaker on the audit log: persisted, restart-proof, person-released."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from gatekit import ACCOUNT, NOW, PARAMS, POLICY, D, intent, portfolio
+
+from workbench import trading_state
+from workbench.audit import AuditLog, EventType
+from workbench.cli import main
+from workbench.clock import FixedClock
+from workbench.errors import AuditError, TradingHaltedError
+from workbench.lifecycle import advance
+from workbench.models import Side, TradingState
+from workbench.policy import CircuitBreakerConfig
+
+BREAKER = CircuitBreakerConfig(enabled=True, max_1d_drawdown_pct=D("0.05"))
+
+
+def snap(log: AuditLog, nav: str, minutes: int = 0) -> trading_state.SnapshotRecord:
+    """Record a snapshot with NAV ``nav`` taken (and recorded) ``minutes`` after NOW."""
+    at = NOW + timedelta(minutes=minutes)
+    assert isinstance(log.clock, FixedClock)
+    log.clock.set(at)
+    return trading_state.record_portfolio_snapshot(
+        log, portfolio(nav=nav, at=at), BREAKER, actor="test"
+    )
+
+
+def test_empty_log_is_active(log: AuditLog) -> None:
+    """With no state event recorded, trading is ACTIVE."""
+    assert trading_state.current_state(log) is TradingState.ACTIVE
+
+
+def test_halt_survives_a_restart_until_resumed(home: Path, clock: FixedClock) -> None:
+    """HALTED is read back after reopening the home, and a named resume makes it ACTIVE."""
+    with AuditLog(home / "workbench.sqlite", clock=clock) as log:
+        trading_state.halt(log, reason="fat finger", by="alice")
+    with AuditLog(home / "workbench.sqlite", clock=clock) as log:
+        state = trading_state.read_state(log)
+        assert (state.state, state.by, state.reason) == (TradingState.HALTED, "alice", "fat finger")
+        trading_state.resume(log, approver="bob", reason="checked")
+        assert trading_state.read_state(log).by == "bob"
+        assert trading_state.current_state(log) is TradingState.ACTIVE
+
+
+def test_reduce_is_refused_while_halted(log: AuditLog) -> None:
+    """A halt is lifted only by a resume: `reduce` while HALTED raises and writes nothing."""
+    trading_state.halt(log, reason="x", by="alice")
+    before = log.count()
+    with pytest.raises(TradingHaltedError):
+        trading_state.reduce(log, reason="y", by="mallory")
+    assert log.count() == before
+    assert trading_state.current_state(log) is TradingState.HALTED
+
+
+def test_reduce_from_active(log: AuditLog) -> None:
+    """`reduce` from ACTIVE records REDUCING with the person's name."""
+    change = trading_state.reduce(log, reason="risk off", by="alice")
+    assert change.state is TradingState.REDUCING
+    assert trading_state.current_state(log) is TradingState.REDUCING
+
+
+def test_state_change_needs_a_name_and_a_reason(log: AuditLog) -> None:
+    """An empty name or reason is refused; nothing is written."""
+    with pytest.raises(ValueError):
+        trading_state.halt(log, reason="x", by="  ")
+    with pytest.raises(ValueError):
+        trading_state.resume(log, approver="bob", reason="")
+    assert log.count() == 0
+
+
+def test_malformed_state_event_fails_closed(log: AuditLog) -> None:
+    """A state event with an unknown state is an AuditError, never read as ACTIVE."""
+    log.append(EventType.KILL_SWITCH_ACTIVATED, {"state": "OPEN", "by": "x"}, actor="x")
+    with pytest.raises(AuditError):
+        trading_state.current_state(log)
+
+
+def test_breaker_nav_100_to_94_halts_and_stays_halted_after_restart(
+    home: Path, clock: FixedClock
+) -> None:
+    """NAV 100 → 94 with a 5% limit trips HALTED; it survives a restart until a person resumes."""
+    with AuditLog(home / "workbench.sqlite", clock=clock) as log:
+        assert not snap(log, "100").tripped
+        record = snap(log, "94", minutes=30)
+        assert record.tripped and record.state is TradingState.HALTED
+        assert record.breaker is not None and record.breaker.drawdown == D("0.06")
+    with AuditLog(home / "workbench.sqlite", clock=clock) as log:
+        assert trading_state.current_state(log) is TradingState.HALTED
+        assert trading_state.read_state(log).by == trading_state.BREAKER_ACTOR
+        assert not snap(log, "93", minutes=60).tripped  # already halted: no second trip
+        trading_state.resume(log, approver="bob", reason="reviewed the loss")
+        assert trading_state.current_state(log) is TradingState.ACTIVE
+        again = snap(log, "93", minutes=61)  # the 100 before the resume no longer counts
+        assert not again.tripped and trading_state.current_state(log) is TradingState.ACTIVE
+
+
+def test_breaker_trips_at_exactly_the_limit_and_not_below(log: AuditLog) -> None:
+    """A 5% drop trips the 5% breaker; a 4.9% drop does not."""
+    snap(log, "100")
+    assert not snap(log, "95.1", minutes=1).tripped
+    assert snap(log, "95", minutes=2).tripped
+
+
+def test_breaker_writes_its_events_with_the_snapshot(log: AuditLog) -> None:
+    """Snapshot, CircuitBreakerTripped and the HALTED activation are consecutive events."""
+    snap(log, "100")
+    snap(log, "94", minutes=5)
+    types = [e.type for e in log.tail(3)]
+    assert types == ["PortfolioSnapshotTaken", "CircuitBreakerTripped", "KillSwitchActivated"]
+    tripped = log.tail(2)[0].payload
+    assert tripped["drawdown"] == "0.06" and tripped["state"] == "HALTED"
+
+
+def test_breaker_only_looks_back_one_day(log: AuditLog) -> None:
+    """A peak more than a day old does not trip the one-day breaker."""
+    snap(log, "100")
+    assert not snap(log, "94", minutes=24 * 60 + 1).tripped
+
+
+def test_disabled_breaker_never_trips(log: AuditLog) -> None:
+    """With the breaker disabled, a 50% drop is recorded but trading stays ACTIVE."""
+    off = CircuitBreakerConfig(enabled=False, max_1d_drawdown_pct=D("0.05"))
+    trading_state.record_portfolio_snapshot(log, portfolio(nav="100"), off)
+    record = trading_state.record_portfolio_snapshot(log, portfolio(nav="50"), off)
+    assert not record.tripped and trading_state.current_state(log) is TradingState.ACTIVE
+
+
+def test_shipped_breaker_config_is_the_design_default() -> None:
+    """strategy_params.yaml ships the breaker enabled at 5%."""
+    assert PARAMS.circuit_breaker == BREAKER
+
+
+def _submit(log: AuditLog, proposal_id: str, **overrides: object) -> None:
+    order = intent(**overrides)
+    with log.transaction() as tx:
+        for type_, payload in (
+            (EventType.ORDER_PROPOSED, {"intent": order}),
+            (EventType.ORDER_SIMULATED, {}),
+            (EventType.RISK_GATE_EVALUATED, {"decision": "APPROVE"}),
+            (EventType.APPROVAL_REQUESTED, {}),
+            (EventType.APPROVAL_GRANTED, {}),
+            (EventType.ORDER_SUBMITTED, {}),
+        ):
+            advance(tx, proposal_id, type_, payload, actor="test")
+
+
+def test_history_is_built_from_the_audit_log(log: AuditLog, clock: FixedClock) -> None:
+    """NAV points, the NAV peak, recent submissions and working orders come from events."""
+    snap(log, "300000", minutes=-120)
+    snap(log, "290000", minutes=-1)
+    _submit(log, "p1")
+    _submit(log, "p2", side=Side.SELL, quantity=D(5))
+    log.append(EventType.ORDER_FILLED, {}, actor="test", proposal_id="p2")
+    past = trading_state.build_history(log, account=ACCOUNT, now=NOW, policy=POLICY)
+    assert [p.nav for p in past.nav_points] == [D(300000), D(290000)]
+    assert past.peak() == D(300000)
+    assert [(s.symbol, s.side, s.quantity) for s in past.submissions] == [
+        ("AAPL", Side.BUY, D(20)),
+        ("AAPL", Side.SELL, D(5)),
+    ]
+    assert [w.proposal_id for w in past.working_orders] == ["p1"]
+    other = trading_state.build_history(log, account="DU999", now=NOW, policy=POLICY)
+    assert other.submissions == () and other.nav_points == ()
+
+
+def test_history_with_an_unreadable_submission_fails_closed(log: AuditLog) -> None:
+    """An OrderSubmitted whose proposal has no readable intent is an AuditError."""
+    log.append(EventType.ORDER_SUBMITTED, {}, actor="test", proposal_id="ghost")
+    with pytest.raises(AuditError, match="never proposed"):
+        trading_state.build_history(log, account=ACCOUNT, now=NOW, policy=POLICY)
+
+
+def test_cli_halt_status_resume_round_trip(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`workbench halt`, `status` and `resume` work through a real home folder."""
+    assert main(["halt", "--reason", "weird fills", "--by", "alice", "--home", str(home)]) == 0
+    assert main(["status", "--home", str(home)]) == 0
+    assert "trading state: HALTED" in capsys.readouterr().out
+    assert main(["reduce", "--reason", "x", "--by", "eve", "--home", str(home)]) == 1
+    assert main(["resume", "--approver", "bob", "--reason", "ok", "--home", str(home)]) == 0
+    assert main(["status", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "trading state: ACTIVE" in out and "by bob: ok" in out
+    assert main(["reduce", "--reason", "risk off", "--by", "alice", "--home", str(home)]) == 0
+    with AuditLog(home / "workbench.sqlite") as log:
+        assert trading_state.current_state(log) is TradingState.REDUCING

@@ -1,0 +1,1 @@
+"""Brokers: the contract (``base``), the embedded paper broker (``paper``) and, later, IBKR."""

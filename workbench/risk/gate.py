@@ -1,0 +1,124 @@
+"""The risk gate: a pure function from (intent, simulation, snapshots, policy, state, history, now)
+to a :class:`RiskDecision` carrying every violation.
+
+Every rule in :data:`RULES` runs on every call; there is no switch that skips one. A rule that
+raises becomes a BLOCKER under its own id. Any BLOCKER ⇒ REJECT; else any MAJOR ⇒ REVIEW; else
+APPROVE (MINOR findings ride along as warnings).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import JsonValue
+
+from workbench.clock import require_aware
+from workbench.errors import RiskInputError
+from workbench.models import (
+    Decision,
+    MarketSnapshot,
+    OrderIntent,
+    PortfolioSnapshot,
+    RiskDecision,
+    Severity,
+    SimResult,
+    TradingState,
+    Violation,
+)
+from workbench.policy import RiskPolicy, policy_hash
+from workbench.risk.history import History
+from workbench.risk.rules import RULES, Context
+from workbench.sim import intent_hash, trusted
+
+
+def _decision(**values: Any) -> RiskDecision:
+    """A RiskDecision from validated parts (its violations are validated models)."""
+    return trusted(RiskDecision, values)
+
+
+def decide(violations: tuple[Violation, ...]) -> Decision:
+    """BLOCKER ⇒ REJECT, else MAJOR ⇒ REVIEW, else APPROVE."""
+    severities = {v.severity for v in violations}
+    if Severity.BLOCKER in severities:
+        return Decision.REJECT
+    if Severity.MAJOR in severities:
+        return Decision.REVIEW
+    return Decision.APPROVE
+
+
+def _check_inputs(
+    intent: OrderIntent, sim: SimResult, portfolio: PortfolioSnapshot, market: MarketSnapshot
+) -> str:
+    digest = intent_hash(intent)
+    if sim.intent_hash != digest:
+        raise RiskInputError("the simulation is of another intent")
+    if portfolio.account != intent.account:
+        raise RiskInputError(f"portfolio of {portfolio.account}, intent for {intent.account}")
+    if market.instrument.symbol != intent.instrument.symbol:
+        raise RiskInputError(f"quote for {market.instrument.symbol}, intent for {intent.symbol}")
+    return digest
+
+
+def _computed(c: Context) -> dict[str, JsonValue]:
+    sim = c.sim
+    figures: dict[str, JsonValue] = {
+        "notional": str(sim.notional),
+        "reference_price": str(sim.reference_price),
+        "weight_after": str(sim.weight_after),
+        "concentration_after": str(sim.concentration_after),
+        "leverage_after": str(sim.leverage_after),
+        "cash_after": str(sim.cash_after),
+        "nav_after": str(sim.nav_after),
+        "positions_after": sim.positions_after,
+        "opens_or_increases": sim.opens_or_increases,
+        "quote_age_seconds": (c.now - c.market.timestamp).total_seconds(),
+        "portfolio_age_seconds": (c.now - c.portfolio.timestamp).total_seconds(),
+        "trading_state": c.state.value,
+    }
+    figures.update(c.computed)
+    return figures
+
+
+def _run_rules(c: Context) -> tuple[Violation, ...]:
+    found: list[Violation] = []
+    for rule_id, check in RULES:
+        try:
+            found.extend(check(c))
+        except Exception as exc:  # a faulty rule must stop the order, never wave it through
+            message = f"rule raised {type(exc).__name__}: {exc}"[:2000]
+            found.append(
+                Violation(
+                    rule_id=rule_id,
+                    severity=Severity.BLOCKER,
+                    message=message,
+                    data={"raised": type(exc).__name__},
+                )
+            )
+    return tuple(found)
+
+
+def evaluate(
+    intent: OrderIntent,
+    sim: SimResult,
+    portfolio: PortfolioSnapshot,
+    market: MarketSnapshot,
+    policy: RiskPolicy,
+    trading_state: TradingState,
+    history: History,
+    now: datetime,
+) -> RiskDecision:
+    """Judge ``intent`` against every rule; the decision lists every violation found."""
+    require_aware(now)
+    digest = _check_inputs(intent, sim, portfolio, market)
+    state = TradingState(trading_state)
+    context = Context(intent, sim, portfolio, market, policy, state, history, now)
+    violations = _run_rules(context)
+    return _decision(
+        decision=decide(violations),
+        violations=violations,
+        computed=_computed(context),
+        policy_hash=policy_hash(policy),
+        intent_hash=digest,
+        evaluated_at=now,
+    )

@@ -1,0 +1,150 @@
+"""What the gate knows about the past: NAV points, recent submissions and working orders.
+
+Pure data, handed to the gate (the gate never reads the audit log; ``workbench.trading_state``
+builds a ``History`` from it). NAV arithmetic shared by the daily-loss rule and the circuit breaker
+lives here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from workbench.clock import require_aware
+from workbench.models import Side
+
+ONE_DAY = timedelta(days=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NavPoint:
+    """The account's net liquidation value at one moment."""
+
+    at: datetime
+    nav: Decimal
+
+    def __post_init__(self) -> None:
+        require_aware(self.at)
+        if not isinstance(self.nav, Decimal) or not self.nav.is_finite():
+            raise ValueError(f"nav must be a finite Decimal, got {self.nav!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """An order that was sent to a broker (an ``OrderSubmitted`` event)."""
+
+    at: datetime
+    symbol: str
+    side: Side
+    quantity: Decimal
+    proposal_id: str | None = None
+
+    def __post_init__(self) -> None:
+        require_aware(self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingOrder:
+    """An order a broker may still fill (submitted and not yet filled, cancelled or rejected)."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    proposal_id: str | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    """NAV points (oldest first), the all-time NAV peak, recent submissions and working orders."""
+
+    nav_points: tuple[NavPoint, ...] = ()
+    nav_peak: Decimal | None = None
+    submissions: tuple[Submission, ...] = ()
+    working_orders: tuple[WorkingOrder, ...] = ()
+    _memo: dict[tuple[str, datetime, datetime], Any] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        times = [p.at for p in self.nav_points]
+        if times != sorted(times):
+            raise ValueError("nav_points must be oldest first")
+        if self.nav_peak is not None and not self.nav_peak.is_finite():
+            raise ValueError("nav_peak must be finite")
+
+    def day_baseline(self, now: datetime) -> Decimal | None:
+        """NAV one day before ``now`` (see :func:`day_baseline`), remembered per ``now``."""
+        key = ("baseline", now, now)
+        if key not in self._memo:
+            self._memo[key] = day_baseline(self.nav_points, now)
+        result: Decimal | None = self._memo[key]
+        return result
+
+    def peak(self) -> Decimal | None:
+        """The highest NAV recorded: the larger of ``nav_peak`` and every point held."""
+        key = ("peak", _EPOCH, _EPOCH)
+        if key not in self._memo:
+            points = [p.nav for p in self.nav_points]
+            if self.nav_peak is not None:
+                points.append(self.nav_peak)
+            self._memo[key] = max(points, default=None)
+        result: Decimal | None = self._memo[key]
+        return result
+
+    def sent_within(self, start: datetime, end: datetime) -> tuple[Submission, ...]:
+        """Submissions with start < at <= end, remembered per window."""
+        key = ("within", start, end)
+        if key not in self._memo:
+            self._memo[key] = tuple(s for s in self.submissions if start < s.at <= end)
+        result: tuple[Submission, ...] = self._memo[key]
+        return result
+
+    def sent_since(
+        self, start: datetime, end: datetime
+    ) -> dict[tuple[str, Side, Decimal], Submission]:
+        """The latest submission per (symbol, side, quantity) with start <= at <= end."""
+        key = ("since", start, end)
+        if key not in self._memo:
+            ordered = sorted((s for s in self.submissions if start <= s.at <= end), key=_at)
+            self._memo[key] = {(s.symbol, s.side, s.quantity): s for s in ordered}
+        result: dict[tuple[str, Side, Decimal], Submission] = self._memo[key]
+        return result
+
+
+def _at(submission: Submission) -> datetime:
+    return submission.at
+
+
+def day_baseline(points: Sequence[NavPoint], now: datetime) -> Decimal | None:
+    """The NAV a day ago: the last point at or before now − 1 day, else the first one after it.
+
+    Points later than ``now`` are ignored; None when there is no point at or before ``now``.
+    """
+    start = now - ONE_DAY
+    baseline: Decimal | None = None
+    for point in points:
+        if point.at > now:
+            break
+        if point.at <= start or baseline is None:
+            baseline = point.nav
+    return baseline
+
+
+def trailing_peak(
+    points: Sequence[NavPoint], now: datetime, since: datetime | None = None
+) -> Decimal | None:
+    """The highest NAV in (now − 1 day, now], counting only points after ``since`` if given."""
+    start = now - ONE_DAY if since is None else max(now - ONE_DAY, since)
+    navs = [p.nav for p in points if start < p.at <= now]
+    return max(navs, default=None)
+
+
+def drawdown(peak: Decimal, nav: Decimal) -> Decimal:
+    """(peak − nav) / peak; a non-positive peak counts as a total loss (1)."""
+    if peak <= 0:
+        return Decimal(1)
+    return (peak - nav) / peak

@@ -1,0 +1,357 @@
+"""The risk rules: each ``check_<name>`` reads a :class:`Context` and returns its violations.
+
+A rule returns an empty tuple when the order passes. Severities are fixed here (R17's comes from
+the policy); docs/risk-rules.md lists every rule with what it stops, its severity and policy keys.
+Rules that guard against *growing* risk (R2, R3, R7, R9, R10, R16) let risk-reducing orders through,
+so a breached limit never traps a position that a person wants to close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from pydantic import JsonValue
+
+from workbench.canonical import decimal_str, utc_iso
+from workbench.models import (
+    MarketSnapshot,
+    OrderIntent,
+    OrderType,
+    PortfolioSnapshot,
+    RuleId,
+    Severity,
+    SimResult,
+    TradingState,
+    Violation,
+)
+from workbench.policy import RiskPolicy
+from workbench.risk.calendar import session_at
+from workbench.risk.history import History, drawdown
+from workbench.sim import trusted
+
+BLOCKER, MAJOR, MINOR = Severity.BLOCKER, Severity.MAJOR, Severity.MINOR
+PASS: tuple[Violation, ...] = ()
+ONE_MINUTE = timedelta(minutes=1)
+LIMIT_TYPES = frozenset({OrderType.LMT, OrderType.STP_LMT})
+
+
+@dataclass(slots=True)
+class Context:
+    """Everything a rule may read; ``computed`` collects figures for the decision."""
+
+    intent: OrderIntent
+    sim: SimResult
+    portfolio: PortfolioSnapshot
+    market: MarketSnapshot
+    policy: RiskPolicy
+    state: TradingState
+    history: History
+    now: datetime
+    computed: dict[str, JsonValue] = field(default_factory=dict)
+
+
+Check = Callable[[Context], Sequence[Violation]]
+
+
+def deny(rule: RuleId, severity: Severity, message: str, **data: object) -> tuple[Violation]:
+    """One violation; Decimals and times in ``data`` are written as canonical strings."""
+    values = {
+        "rule_id": rule,
+        "severity": severity,
+        "message": message[:2000],
+        "data": _plain(data),
+    }
+    return (trusted(Violation, values),)
+
+
+def _plain(data: dict[str, object]) -> dict[str, JsonValue]:
+    out: dict[str, JsonValue] = {}
+    for key, value in data.items():
+        if isinstance(value, Decimal):
+            out[key] = decimal_str(value)
+        elif isinstance(value, datetime):
+            out[key] = utc_iso(value)
+        elif isinstance(value, frozenset | set | tuple | list):
+            out[key] = [str(v) for v in sorted(value, key=str)]
+        else:
+            out[key] = value if isinstance(value, str | int | bool) else str(value)
+    return out
+
+
+def check_max_notional(c: Context) -> Sequence[Violation]:
+    """R1: the order's notional may not exceed the per-trade cap."""
+    cap = c.policy.limits.max_notional_per_trade
+    if c.sim.notional > cap:
+        msg = f"notional {c.sim.notional:f} exceeds the per-trade cap {cap:f}"
+        return deny(RuleId.R1_MAX_NOTIONAL, BLOCKER, msg, notional=c.sim.notional, cap=cap)
+    return PASS
+
+
+def check_max_position_weight(c: Context) -> Sequence[Violation]:
+    """R2: an order that grows a position may not take it above the max weight of NAV."""
+    cap = c.policy.limits.max_position_weight
+    weight = abs(c.sim.weight_after)
+    if c.sim.opens_or_increases and weight > cap:
+        msg = f"{c.intent.symbol} would be {weight:.4%} of NAV, above the cap {cap:.2%}"
+        return deny(RuleId.R2_MAX_POSITION_WEIGHT, BLOCKER, msg, weight_after=weight, cap=cap)
+    return PASS
+
+
+def check_max_positions(c: Context) -> Sequence[Violation]:
+    """R3: an order that opens a new position may not take the count above the max."""
+    cap = c.policy.limits.max_positions
+    opens = c.sim.position_before == 0 and c.sim.position_after != 0
+    if opens and c.sim.positions_after > cap:
+        msg = f"opening {c.intent.symbol} makes {c.sim.positions_after} positions, above {cap}"
+        return deny(RuleId.R3_MAX_POSITIONS, BLOCKER, msg, positions=c.sim.positions_after, cap=cap)
+    return PASS
+
+
+def check_instrument_allowed(c: Context) -> Sequence[Violation]:
+    """R4: the instrument's type, exchange and currency are allowlisted and it is not restricted."""
+    rules, inst = c.policy.instruments, c.intent.instrument
+    found: list[Violation] = []
+    r4 = RuleId.R4_INSTRUMENT_ALLOWED
+    if inst.type not in rules.allowed_types:
+        found += deny(r4, BLOCKER, f"type {inst.type} is not allowed", type=inst.type.value)
+    if inst.exchange not in rules.allowed_exchanges:
+        found += deny(
+            r4, BLOCKER, f"exchange {inst.exchange} is not allowed", exchange=inst.exchange
+        )
+    if inst.currency not in rules.allowed_currencies:
+        found += deny(
+            r4, BLOCKER, f"currency {inst.currency} is not allowed", currency=inst.currency
+        )
+    if inst.symbol in rules.restricted_symbols:
+        found += deny(r4, BLOCKER, f"{inst.symbol} is on the restricted list", symbol=inst.symbol)
+    return found
+
+
+def check_order_type(c: Context) -> Sequence[Violation]:
+    """R5: the order type is allowed, and carries a limit price when limits are required."""
+    rules, kind = c.policy.orders, c.intent.order_type
+    found: list[Violation] = []
+    if kind not in rules.allowed_order_types:
+        found += deny(RuleId.R5_ORDER_TYPE, BLOCKER, f"order type {kind} is not allowed")
+    if rules.require_limit_orders and kind not in LIMIT_TYPES:
+        found += deny(RuleId.R5_ORDER_TYPE, BLOCKER, f"{kind} has no limit price; limits required")
+    return found
+
+
+def check_trading_state(c: Context) -> Sequence[Violation]:
+    """R6: HALTED stops every order; REDUCING stops orders that open or grow a position."""
+    if c.state is TradingState.ACTIVE:
+        return PASS
+    if c.state is TradingState.REDUCING and not c.sim.opens_or_increases:
+        return PASS
+    halted = c.state is TradingState.HALTED
+    why = "trading is HALTED" if halted else "trading is REDUCING: exposure may not grow"
+    return deny(RuleId.R6_TRADING_STATE, BLOCKER, why, state=c.state.value)
+
+
+def check_daily_loss(c: Context) -> Sequence[Violation]:
+    """R7: once NAV is down the daily limit from a day ago, exposure may not grow."""
+    baseline = c.history.day_baseline(c.now)
+    if baseline is None:
+        return deny(RuleId.R7_DAILY_LOSS, MAJOR, "no NAV history: the daily loss is unknown")
+    loss = drawdown(baseline, c.portfolio.net_liquidation)
+    c.computed["daily_loss_pct"] = format(loss, ".6f")
+    cap = c.policy.losses.max_daily_loss_pct
+    if loss >= cap and c.sim.opens_or_increases:
+        msg = f"down {loss:.2%} on the day (limit {cap:.2%}): only risk-reducing orders"
+        return deny(RuleId.R7_DAILY_LOSS, BLOCKER, msg, loss=loss, baseline=baseline, cap=cap)
+    return PASS
+
+
+def check_staleness(c: Context) -> Sequence[Violation]:
+    """R8: the quote and the portfolio snapshot are fresh (and not from the future)."""
+    rules = c.policy.freshness
+    skew = timedelta(seconds=rules.max_clock_skew_seconds)
+    found: list[Violation] = []
+    for what, stamp, limit in (
+        ("quote", c.market.timestamp, rules.max_quote_age_seconds),
+        ("portfolio snapshot", c.portfolio.timestamp, rules.max_portfolio_age_seconds),
+    ):
+        age = (c.now - stamp).total_seconds()
+        if age > limit or -age > skew.total_seconds():
+            msg = f"{what} is {age:.0f}s old (allowed 0..{limit}s)"
+            found += deny(RuleId.R8_MARKET_DATA_STALE, BLOCKER, msg, age_seconds=age, limit=limit)
+    if c.market.synthetic:
+        found += deny(RuleId.R8_MARKET_DATA_STALE, MINOR, "the quote is synthetic (paper data)")
+    return found
+
+
+def check_max_drawdown(c: Context) -> Sequence[Violation]:
+    """R9: once NAV is the max drawdown below its peak, exposure may not grow."""
+    peak = max(c.history.peak() or Decimal(0), c.portfolio.net_liquidation)
+    dd = drawdown(peak, c.portfolio.net_liquidation)
+    c.computed["drawdown_pct"] = format(dd, ".6f")
+    cap = c.policy.losses.max_drawdown_pct
+    if dd >= cap and c.sim.opens_or_increases:
+        msg = f"{dd:.2%} below the NAV peak (limit {cap:.2%}): only risk-reducing orders"
+        return deny(RuleId.R9_MAX_DRAWDOWN, BLOCKER, msg, drawdown=dd, peak=peak, cap=cap)
+    return PASS
+
+
+def check_max_leverage(c: Context) -> Sequence[Violation]:
+    """R10: an order that grows exposure may not take gross leverage above the max."""
+    cap = c.policy.limits.max_leverage
+    if c.sim.opens_or_increases and c.sim.leverage_after > cap:
+        msg = f"leverage after {c.sim.leverage_after:.4f} exceeds {cap:f}"
+        return deny(RuleId.R10_MAX_LEVERAGE, BLOCKER, msg, leverage=c.sim.leverage_after, cap=cap)
+    return PASS
+
+
+def check_trading_window(c: Context) -> Sequence[Violation]:
+    """R11: the instrument's exchange is in a regular session now (calendar per exchange)."""
+    exchange = c.intent.instrument.exchange
+    code = c.policy.trading_window.calendars.get(exchange)
+    if code is None:
+        return deny(RuleId.R11_TRADING_WINDOW, BLOCKER, f"no trading calendar for {exchange}")
+    day, bounds = session_at(code, c.now)  # remembered per (calendar, now)
+    if bounds is None:
+        return deny(RuleId.R11_TRADING_WINDOW, BLOCKER, f"{code} has no session on {day}", day=day)
+    opens, closes = bounds
+    if not opens <= c.now < closes:
+        msg = f"{code} is closed now (session {opens:%H:%M}-{closes:%H:%M} UTC on {day})"
+        return deny(RuleId.R11_TRADING_WINDOW, BLOCKER, msg, opens=opens, closes=closes)
+    return PASS
+
+
+def check_price_collar(c: Context) -> Sequence[Violation]:
+    """R12: limit and stop prices lie within the collar band around the reference price."""
+    ref, band = c.sim.reference_price, c.policy.orders.price_collar_pct
+    found: list[Violation] = []
+    for name, price in (("limit", c.intent.limit_price), ("stop", c.intent.stop_price)):
+        if price is not None and abs(price - ref) > band * ref:
+            off = (price - ref) / ref
+            msg = f"{name} price {price:f} is {off:+.2%} from the reference {ref:f}"
+            msg += f" (band {band:.2%})"
+            found += deny(RuleId.R12_PRICE_COLLAR, BLOCKER, msg, price=price, reference=ref)
+    return found
+
+
+def check_duplicate(c: Context) -> Sequence[Violation]:
+    """R13: the same symbol/side/qty was not sent within the window and is not working."""
+    i = c.intent
+    since = c.now - timedelta(seconds=c.policy.flow.duplicate_window_seconds)
+    s = c.history.sent_since(since, c.now).get((i.symbol, i.side, i.quantity))
+    if s is not None:
+        msg = f"the same {i.side} {i.quantity:f} {i.symbol} was sent at {utc_iso(s.at)}"
+        return deny(RuleId.R13_DUPLICATE_ORDER, BLOCKER, msg, proposal_id=s.proposal_id or "")
+    for w in c.history.working_orders:
+        if (w.symbol, w.side) == (i.symbol, i.side):
+            same = w.quantity == i.quantity
+            msg = f"a {w.side} {w.quantity:f} {w.symbol} order is already working"
+            sev = BLOCKER if same else MAJOR
+            return deny(RuleId.R13_DUPLICATE_ORDER, sev, msg, proposal_id=w.proposal_id or "")
+    return PASS
+
+
+def check_order_rate(c: Context) -> Sequence[Violation]:
+    """R14: no more than the max submissions in the last minute."""
+    cap = c.policy.flow.max_submits_per_minute
+    recent = len(c.history.sent_within(c.now - ONE_MINUTE, c.now))
+    if recent >= cap:
+        msg = f"{recent} orders sent in the last minute (max {cap})"
+        return deny(RuleId.R14_ORDER_RATE, BLOCKER, msg, recent=recent, cap=cap)
+    return PASS
+
+
+def check_cash_and_shorts(c: Context) -> Sequence[Violation]:
+    """R15: no short unless allowed; cash not negative unless margin is allowed and sufficient."""
+    limits, sim = c.policy.limits, c.sim
+    found: list[Violation] = []
+    if not limits.allow_shorts and sim.position_after < 0:
+        i = c.intent
+        msg = f"{i.side} {i.quantity:f} {i.symbol} with {sim.position_before:f} held would go"
+        msg += " short; shorts are not allowed"
+        found += deny(RuleId.R15_CASH_AND_SHORTS, BLOCKER, msg, position_after=sim.position_after)
+    spends = sim.cash_after < 0 and sim.cash_after < sim.cash_before
+    if spends and not limits.allow_margin:
+        msg = f"cash after {sim.cash_after:f} is negative and margin is not allowed"
+        found += deny(RuleId.R15_CASH_AND_SHORTS, BLOCKER, msg, cash_after=sim.cash_after)
+    funds = c.portfolio.available_funds
+    if spends and limits.allow_margin and sim.margin_impact > funds:
+        msg = f"margin needed {sim.margin_impact:f} exceeds available funds {funds:f}"
+        found += deny(RuleId.R15_CASH_AND_SHORTS, BLOCKER, msg, margin=sim.margin_impact)
+    return found
+
+
+def check_protective_stop(c: Context) -> Sequence[Violation]:
+    """R16: an opening order carries a protective stop on the losing side of the price."""
+    stop, sim = c.intent.protective_stop, c.sim
+    if stop is None:
+        if c.policy.orders.require_protective_stop and sim.opens_or_increases:
+            return deny(RuleId.R16_PROTECTIVE_STOP, BLOCKER, "opening order has no protective stop")
+        return PASS
+    entry = c.intent.limit_price or sim.reference_price
+    long = sim.position_after > 0
+    wrong = (
+        stop.stop_price >= min(entry, sim.reference_price)
+        if long
+        else (stop.stop_price <= max(entry, sim.reference_price))
+    )
+    if wrong and sim.position_after != 0:
+        side = "below" if long else "above"
+        msg = f"protective stop {stop.stop_price:f} must be {side} the entry {entry:f}"
+        return deny(RuleId.R16_PROTECTIVE_STOP, BLOCKER, msg, stop=stop.stop_price, entry=entry)
+    return PASS
+
+
+def check_propagated_signal(c: Context) -> Sequence[Violation]:
+    """R17: an order from a propagated signal needs a person (REVIEW) or is refused (REJECT)."""
+    if not c.intent.is_propagated:
+        return PASS
+    severity = BLOCKER if c.policy.propagated_signal == "REJECT" else MAJOR
+    return deny(RuleId.R17_PROPAGATED_SIGNAL, severity, "order comes from a propagated signal")
+
+
+def check_min_order_size(c: Context) -> Sequence[Violation]:
+    """R18: the notional is at least the minimum, unless the order closes the position."""
+    floor = c.policy.orders.min_order_notional
+    if c.sim.notional < floor and c.sim.position_after != 0:
+        msg = f"notional {c.sim.notional:f} is below the minimum {floor:f}"
+        return deny(RuleId.R18_MIN_ORDER_SIZE, BLOCKER, msg, notional=c.sim.notional, floor=floor)
+    return PASS
+
+
+def check_intent_constraints(c: Context) -> Sequence[Violation]:
+    """R19: the intent's own max_notional and max_slippage_bps hold."""
+    limits, sim = c.intent.constraints, c.sim
+    bps = sim.estimated_slippage / sim.notional * 10_000
+    c.computed["slippage_bps"] = format(bps, ".4f")
+    found: list[Violation] = []
+    if limits.max_notional is not None and sim.notional > limits.max_notional:
+        msg = f"notional {sim.notional:f} exceeds the intent's own cap {limits.max_notional:f}"
+        found += deny(RuleId.R19_INTENT_CONSTRAINTS, BLOCKER, msg, notional=sim.notional)
+    if limits.max_slippage_bps is not None and bps > limits.max_slippage_bps:
+        msg = f"slippage {bps:.1f} bps exceeds the intent's own cap {limits.max_slippage_bps:f}"
+        found += deny(RuleId.R19_INTENT_CONSTRAINTS, BLOCKER, msg, slippage_bps=bps)
+    return found
+
+
+RULES: tuple[tuple[RuleId, Check], ...] = (
+    (RuleId.R1_MAX_NOTIONAL, check_max_notional),
+    (RuleId.R2_MAX_POSITION_WEIGHT, check_max_position_weight),
+    (RuleId.R3_MAX_POSITIONS, check_max_positions),
+    (RuleId.R4_INSTRUMENT_ALLOWED, check_instrument_allowed),
+    (RuleId.R5_ORDER_TYPE, check_order_type),
+    (RuleId.R6_TRADING_STATE, check_trading_state),
+    (RuleId.R7_DAILY_LOSS, check_daily_loss),
+    (RuleId.R8_MARKET_DATA_STALE, check_staleness),
+    (RuleId.R9_MAX_DRAWDOWN, check_max_drawdown),
+    (RuleId.R10_MAX_LEVERAGE, check_max_leverage),
+    (RuleId.R11_TRADING_WINDOW, check_trading_window),
+    (RuleId.R12_PRICE_COLLAR, check_price_collar),
+    (RuleId.R13_DUPLICATE_ORDER, check_duplicate),
+    (RuleId.R14_ORDER_RATE, check_order_rate),
+    (RuleId.R15_CASH_AND_SHORTS, check_cash_and_shorts),
+    (RuleId.R16_PROTECTIVE_STOP, check_protective_stop),
+    (RuleId.R17_PROPAGATED_SIGNAL, check_propagated_signal),
+    (RuleId.R18_MIN_ORDER_SIZE, check_min_order_size),
+    (RuleId.R19_INTENT_CONSTRAINTS, check_intent_constraints),
+)
