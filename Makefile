@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/workbench status
+	$(BIN)/workbench daily
 
 lint: $(STAMP)
 	$(BIN)/ruff check workbench tests bench

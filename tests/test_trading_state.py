@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
@@ -175,13 +176,24 @@ def test_history_with_an_unreadable_submission_fails_closed(log: AuditLog) -> No
         trading_state.build_history(log, account=ACCOUNT, now=NOW, policy=POLICY)
 
 
-def test_cli_halt_status_resume_round_trip(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`workbench halt`, `status` and `resume` work through a real home folder."""
+def test_cli_halt_status_resume_round_trip(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`workbench halt`, `status` and `resume` (an approver and passphrase) work on a real home."""
+    secret = "correct horse battery"
+    monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))
+    assert main(["approver", "add", "bob", "--passphrase-stdin", "--home", str(home)]) == 0
     assert main(["halt", "--reason", "weird fills", "--by", "alice", "--home", str(home)]) == 0
     assert main(["status", "--home", str(home)]) == 0
     assert "trading state: HALTED" in capsys.readouterr().out
     assert main(["reduce", "--reason", "x", "--by", "eve", "--home", str(home)]) == 1
-    assert main(["resume", "--approver", "bob", "--reason", "ok", "--home", str(home)]) == 0
+    resume = ["resume", "--approver", "bob", "--reason", "ok", "--passphrase-stdin"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("wrong passphrase!!\n"))
+    assert main([*resume, "--home", str(home)]) == 1
+    with AuditLog(home / "workbench.sqlite") as log:
+        assert trading_state.current_state(log) is TradingState.HALTED
+    monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))
+    assert main([*resume, "--home", str(home)]) == 0
     assert main(["status", "--home", str(home)]) == 0
     out = capsys.readouterr().out
     assert "trading state: ACTIVE" in out and "by bob: ok" in out

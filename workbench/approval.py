@@ -299,6 +299,13 @@ class Approvals:
         if prop.state is not OrderState.APPROVAL_GRANTED or prop.grant is None:
             raise refuse(f"proposal is not approved and unused (state {_state_name(prop.state)})")
         granted = prop.grant.payload
+        # The latest gate verdict (a submit-time re-check included) must still allow the order.
+        if prop.decision == "REJECT":
+            raise refuse("the latest risk decision (re-checked at submit) is REJECT")
+        if prop.decision == "REVIEW" and not granted.get("override_reason"):
+            raise refuse("the latest risk decision is REVIEW and no override reason was recorded")
+        if prop.policy_hash != claims.policy_hash:
+            raise refuse("the risk policy changed since the approval")
         digest = hashlib.sha256(token.encode("ascii")).hexdigest()
         if not hmac.compare_digest(digest, str(granted.get("token_digest", ""))):
             raise refuse("it is not the token issued by the latest approval")

@@ -266,6 +266,8 @@ def cmd_daily(args: argparse.Namespace) -> int:
         broker=args.broker,
         proposer=args.proposer,
         signals_path=Path(args.signals) if args.signals else None,
+        universe=args.universe,
+        bars_path=Path(args.bars) if args.bars else None,
     )
     print(f"report: {run.notebook}")
     if run.html:
@@ -362,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--as-of", default=None, help="YYYY-MM-DD (default: today in New York)")
     daily.add_argument("--proposer", default="rebalance", choices=["rebalance", "signals"])
     daily.add_argument("--signals", default=None, help="signals CSV for --proposer signals")
+    daily.add_argument("--universe", default="", help="comma-separated symbols to trade")
+    daily.add_argument("--bars", default=None, help="your own daily bars CSV (paper broker)")
 
     audit = sub.add_parser("audit", help="Inspect the hash-chained audit log.")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

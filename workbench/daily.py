@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from workbench.models import OrderIntent, PortfolioSnapshot
 from workbench.proposers import (
     Market,
     StopRules,
+    Targets,
     from_signals,
     load_targets,
     read_signals,
@@ -94,19 +95,45 @@ def propose_intents(
     proposer: Proposer,
     policy_dir: Path,
     signals_path: Path | None,
+    universe: tuple[str, ...] = (),
     record: bool = True,
 ) -> list[OrderIntent]:
-    """The proposer's intents for today (rebalance to targets, or a signals table)."""
+    """The proposer's intents for today (rebalance to targets, or a signals table).
+
+    A ``universe`` replaces the targets' symbols with equal weights summing to 90% of NAV
+    (rebalance), or keeps only those tickers (signals)."""
     sizing = SizingRules(wb.params.sizing.min_order_size, wb.params.sizing.max_order_size)
     stops = StopRules(wb.params.smart_stop.atr_multiplier, wb.params.smart_stop.floor)
     market = market_view(wb, as_of, record=record)
     if proposer == "rebalance":
-        return rebalance(portfolio, load_targets(policy_dir), market, sizing, stops)
+        targets = equal_weights(load_targets(policy_dir), universe)
+        return rebalance(portfolio, targets, market, sizing, stops)
     if proposer == "signals":
         if signals_path is None:
             raise ConfigError("proposer 'signals' needs a signals_path")
-        return from_signals(read_signals(signals_path), portfolio, market, sizing, stops)
+        signals = read_signals(signals_path)
+        if universe:
+            signals = [s for s in signals if s.ticker in universe]
+        return from_signals(signals, portfolio, market, sizing, stops)
     raise ConfigError(f"unknown proposer {proposer!r}: choose 'rebalance' or 'signals'")
+
+
+def equal_weights(targets: Targets, universe: tuple[str, ...]) -> Targets:
+    """``targets`` with its weights replaced by equal weights over ``universe`` (if given)."""
+    if not universe:
+        return targets
+    weight = (Decimal("0.9") / len(universe)).quantize(Decimal("0.000001"), ROUND_DOWN)
+    data = targets.model_dump()
+    data["weights"] = {symbol: weight for symbol in universe}
+    return Targets.model_validate(data)
+
+
+def parse_universe(text: str) -> tuple[str, ...]:
+    """A comma-separated symbol list (or empty) as a tuple without duplicates."""
+    symbols = [s.strip().upper() for s in text.split(",") if s.strip()]
+    if len(symbols) != len(set(symbols)):
+        raise ConfigError("universe: a symbol appears twice")
+    return tuple(symbols)
 
 
 def run_cycle(
@@ -116,6 +143,7 @@ def run_cycle(
     proposer: Proposer = "rebalance",
     policy_dir: Path,
     signals_path: Path | None = None,
+    universe: tuple[str, ...] = (),
 ) -> CycleReport:
     """Run today's cycle once; a second run of the same day adds no duplicate proposals."""
     correlation_id = f"daily:{as_of.isoformat()}"
@@ -127,6 +155,7 @@ def run_cycle(
         proposer=proposer,
         policy_dir=policy_dir,
         signals_path=signals_path,
+        universe=universe,
     )
     outcomes = wb.run_cycle(intents, actor=ACTOR, correlation_id=correlation_id)
     proposals = wb.proposals()
@@ -173,12 +202,23 @@ def exposure_frame(portfolio: PortfolioSnapshot, proposals: pd.DataFrame) -> pd.
 
 
 def open_for_day(
-    *, as_of: str = "", broker: str = "paper", home: str = "", policy_dir: str = ""
+    *,
+    as_of: str = "",
+    broker: str = "paper",
+    home: str = "",
+    policy_dir: str = "",
+    bars_path: str = "",
 ) -> tuple[Workbench, date, Path]:
     """The notebook's parameters turned into an open workbench, the day and the policies folder."""
     day = parse_as_of(as_of) or market_today()
     policies = resolve_policy_dir(policy_dir or None)
-    wb = Workbench.open(home or None, broker, policy_dir=policies, clock=clock_for(day))
+    wb = Workbench.open(
+        home or None,
+        broker,
+        policy_dir=policies,
+        clock=clock_for(day),
+        bars_path=bars_path or None,
+    )
     return wb, day, policies
 
 
@@ -332,6 +372,8 @@ def run_notebook(
     broker: str = "paper",
     proposer: Proposer = "rebalance",
     signals_path: Path | None = None,
+    universe: str = "",
+    bars_path: Path | None = None,
 ) -> NotebookRun:
     """Execute the daily notebook into ``<home>/<as_of>/`` and write its code-free HTML.
 
@@ -350,6 +392,8 @@ def run_notebook(
         "policy_dir": str(policy_dir),
         "proposer": proposer,
         "signals_path": str(signals_path) if signals_path else "",
+        "universe": universe,
+        "bars_path": str(bars_path) if bars_path else "",
     }
     error = None
     try:

@@ -255,6 +255,8 @@ _TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no":
 
 
 def _signal_row(raw: Mapping[str, Any], row: int) -> LiveSignal:
+    if None in raw:
+        raise SignalsError("more values than the header has columns", row=row)
     data = {k: (v.strip() if isinstance(v, str) else v) for k, v in raw.items()}
     try:
         flag = str(data.get("is_propagated", "")).lower()
@@ -282,9 +284,12 @@ def parse_signals(text: str) -> list[LiveSignal]:
     if missing or unknown:
         raise SignalsError(f"columns: missing {missing}, unknown {unknown}")
     signals = [_signal_row(raw, n) for n, raw in enumerate(reader, start=1)]
-    tickers = [s.ticker for s in signals]
-    if len(tickers) != len(set(tickers)):
-        raise SignalsError("the same ticker appears twice")
+    first: dict[str, int] = {}
+    for n, signal in enumerate(signals, start=1):
+        if signal.ticker in first:
+            why = f"ticker {signal.ticker} appears twice (first in row {first[signal.ticker]})"
+            raise SignalsError(why, row=n)
+        first[signal.ticker] = n
     return signals
 
 

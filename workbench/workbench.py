@@ -47,7 +47,13 @@ from workbench.models import (
     SubmitPermit,
     TradingState,
 )
-from workbench.policy import RiskPolicy, StrategyParams, load_policy, load_strategy_params
+from workbench.policy import (
+    RiskPolicy,
+    StrategyParams,
+    load_policy,
+    load_strategy_params,
+    policy_hash,
+)
 from workbench.proposers import ProposalError
 from workbench.risk import evaluate as gate_evaluate
 from workbench.sim import simulate as simulate_impact
@@ -115,15 +121,19 @@ class Workbench:
         policy_dir: str | os.PathLike[str] | None = None,
         clock: Clock | None = None,
         ids: Callable[[], str] = new_proposal_id,
+        bars_path: str | os.PathLike[str] | None = None,
     ) -> Workbench:
-        """Open (or create) a home; load the policies strictly; connect the named broker."""
+        """Open (or create) a home; load the policies strictly; connect the named broker.
+
+        ``bars_path`` points the paper broker at the user's own daily bars instead of the
+        seeded synthetic ones."""
         root = resolve_home(home)
         clock = clock or SystemClock()
         folder = resolve_policy_dir(policy_dir)
         policy, params = load_policy(folder), load_strategy_params(folder)
         log = AuditLog(db_path(root), clock)
         try:
-            chosen = broker if not isinstance(broker, str) else _make_broker(broker, log, clock)
+            chosen = broker if not isinstance(broker, str) else _make_broker(broker, log, bars_path)
             approvals = Approvals(
                 log,
                 root,
@@ -347,6 +357,8 @@ class Workbench:
         self._refuse_when_halted(intent)
         self._recheck_if_stale(proposal_id, intent)
         with self.log.transaction() as tx:
+            # Again under the write lock: a halt from another process cannot slip in before it.
+            self._refuse_when_halted(intent)
             permit = self.approvals.consume(
                 tx,
                 proposal_id,
@@ -471,9 +483,11 @@ class Workbench:
         )
         if not decided:
             raise ApprovalError("no risk decision recorded", proposal_id=proposal_id)
-        market_ts = datetime.fromisoformat(str(decided[0].payload["market_ts"]))
+        payload = decided[0].payload
+        market_ts = datetime.fromisoformat(str(payload["market_ts"]))
         age = (self.clock.now() - market_ts).total_seconds()
-        if age <= self.policy.freshness.max_quote_age_seconds:
+        same_policy = payload.get("policy_hash") == policy_hash(self.policy)
+        if same_policy and age <= self.policy.freshness.max_quote_age_seconds:
             return
         self._contexts.pop(proposal_id, None)
         decision = self.evaluate(proposal_id, transition=False)
@@ -496,11 +510,13 @@ class Workbench:
         return keys
 
 
-def _make_broker(name: str, log: AuditLog, clock: Clock) -> Broker:
+def _make_broker(name: str, log: AuditLog, bars_path: str | os.PathLike[str] | None) -> Broker:
     if name == "paper":
         from workbench.brokers.paper import PaperBroker
+        from workbench.marketdata import CsvBars, MarketData
 
-        return PaperBroker(log, clock)
+        market = MarketData(CsvBars(Path(bars_path))) if bars_path else None
+        return PaperBroker(log, market=market)
     raise ConfigError(f"unknown broker {name!r}: choose 'paper' (IBKR comes with its adapter)")
 
 

@@ -1,0 +1,105 @@
+"""The scheduled daily run: papermill report, idempotent per day, failures noticed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workbench.audit import AuditLog, EventType
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKBENCH = str(Path(sys.executable).with_name("workbench"))
+DAY = "2026-11-18"  # a Wednesday: the replay clock stands at 10:30 New York, market open
+
+
+def daily(home: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WORKBENCH, "daily", "--as-of", DAY, "--home", str(home), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def proposals_for_day(home: Path) -> list[str]:
+    with AuditLog(home / "workbench.sqlite") as log:
+        return [
+            e.proposal_id or ""
+            for e in log.events(types=(EventType.ORDER_PROPOSED,))
+            if e.correlation_id == f"daily:{DAY}"
+        ]
+
+
+@pytest.mark.slow
+def test_daily_twice_for_the_same_date_keeps_one_set_of_proposals(home: Path) -> None:
+    """Running the same day twice writes the report again but proposes nothing new."""
+    first = daily(home)
+    assert first.returncode == 0, first.stderr
+    report = home / DAY / "daily_cycle.ipynb"
+    assert report.exists() and (home / DAY / "daily_cycle.html").exists()
+    assert str(report) in first.stdout
+    once = proposals_for_day(home)
+    assert once, "the rebalance proposer should propose on an empty paper account"
+    second = daily(home)
+    assert second.returncode == 0, second.stderr
+    assert proposals_for_day(home) == once
+    with AuditLog(home / "workbench.sqlite") as log:
+        assert log.verify().ok
+
+
+@pytest.mark.slow
+def test_report_shows_decisions_and_chain_head_without_code(home: Path) -> None:
+    """The executed notebook shows the broker label, decisions and chain head; HTML has no code."""
+    assert daily(home).returncode == 0
+    nb = nbformat.read(home / DAY / "daily_cycle.ipynb", as_version=4)
+    text = "\n".join(
+        str(o.get("data", {}).get("text/markdown", ""))
+        + str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
+    assert "paper broker (simulated)" in text and "synthetic" in text
+    assert "Audit chain head" in text and "APPROVE" in text
+    html = (home / DAY / "daily_cycle.html").read_text()
+    assert "open_for_day(" not in html  # --no-input: the code is not in the report
+    assert "Audit chain head" in html
+
+
+@pytest.mark.slow
+def test_failing_cell_leaves_the_notebook_and_exits_non_zero(home: Path, tmp_path: Path) -> None:
+    """A corrupt policy makes a cell fail: exit 1, and the executed notebook shows the error."""
+    broken = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", broken)
+    (broken / "risk_policy.yaml").write_text("version: 1\nunknown_key: true\n")
+    run = daily(home, "--policy-dir", str(broken))
+    assert run.returncode == 1
+    assert "FAILED" in run.stderr
+    nb = nbformat.read(home / DAY / "daily_cycle.ipynb", as_version=4)
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.get("output_type") == "error"
+    ]
+    assert errors and errors[0]["ename"] == "ConfigError"
+    assert (home / DAY / "daily_cycle.html").exists()
+    assert proposals_for_day(home) == []
+
+
+def test_bad_date_is_refused_before_anything_runs(home: Path) -> None:
+    """`--as-of` that is not a date exits 2 and writes no report."""
+    run = subprocess.run(
+        [WORKBENCH, "daily", "--as-of", "2026-13-45", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert not any(home.iterdir())
