@@ -83,7 +83,7 @@ def test_token_and_passphrase_are_never_stored_in_clear(approvals: Approvals, ho
 def test_wrong_passphrase_mints_nothing(approvals: Approvals) -> None:
     """A wrong passphrase raises, writes no ApprovalGranted and leaves the state as it was."""
     request_approval(approvals.log, "p1")
-    with pytest.raises(ApprovalError, match="wrong passphrase"):
+    with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
         approvals.approve("p1", ALICE, BOB_PW)
     assert EventType.APPROVAL_GRANTED not in types(approvals.log, "p1")
     assert EventType.APPROVAL_CREDENTIAL_REFUSED in types(approvals.log, "p1")
@@ -93,9 +93,11 @@ def test_wrong_passphrase_mints_nothing(approvals: Approvals) -> None:
 def test_unknown_approver_is_refused(approvals: Approvals) -> None:
     """A name that was never registered cannot approve, even with a registered passphrase."""
     request_approval(approvals.log, "p1")
-    with pytest.raises(ApprovalError, match="unknown approver"):
+    with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
         approvals.approve("p1", "mallory", ALICE_PW)
     assert current_state(approvals.log, "p1") is OrderState.APPROVAL_REQUESTED
+    refused = approvals.log.events(types=(EventType.APPROVAL_CREDENTIAL_REFUSED,))
+    assert refused[-1].payload["reason"] == "unknown approver 'mallory'"
 
 
 def test_approve_needs_a_pending_request(approvals: Approvals) -> None:
@@ -140,7 +142,7 @@ def test_second_approver_required_above_threshold(log: AuditLog, home: Path, clo
         service.approve("big", ALICE, ALICE_PW)
     with pytest.raises(ApprovalError, match="different person"):
         service.approve("big", ALICE, ALICE_PW, second_approver=ALICE, second_passphrase=ALICE_PW)
-    with pytest.raises(ApprovalError, match="wrong passphrase"):
+    with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
         service.approve("big", ALICE, ALICE_PW, second_approver=BOB, second_passphrase=ALICE_PW)
     grant = service.approve("big", ALICE, ALICE_PW, second_approver=BOB, second_passphrase=BOB_PW)
     assert grant.approvers == (ALICE, BOB)
@@ -340,7 +342,7 @@ def test_missing_key_file_refuses_tokens(approvals: Approvals, home: Path) -> No
 def test_reject_checks_the_credential_then_records_the_reason(approvals: Approvals) -> None:
     """A wrong passphrase cannot reject; the right one records ApprovalDenied with its reason."""
     request_approval(approvals.log, "p1")
-    with pytest.raises(ApprovalError, match="wrong passphrase"):
+    with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
         approvals.reject("p1", BOB, ALICE_PW, "no")
     assert current_state(approvals.log, "p1") is OrderState.APPROVAL_REQUESTED
     approvals.reject("p1", BOB, BOB_PW, "too large for a Friday")
@@ -358,7 +360,7 @@ def test_adding_an_existing_approver_needs_replace(approvals: Approvals) -> None
         approvals.add_approver(ALICE, "another long passphrase", added_by="test")
     approvals.add_approver(ALICE, "another long passphrase", added_by="test", replace=True)
     request_approval(approvals.log, "p1")
-    with pytest.raises(ApprovalError, match="wrong passphrase"):
+    with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
         approvals.approve("p1", ALICE, ALICE_PW)
     approvals.approve("p1", ALICE, "another long passphrase")
     added = approvals.log.events(types=(EventType.APPROVER_ADDED,))

@@ -177,7 +177,11 @@ class Approvals:
             actor=ACTOR,
             proposal_id=proposal_id,
         )
-        raise ApprovalError(f"{action} refused: {problem}", proposal_id=proposal_id)
+        # One answer for an unknown name and a wrong passphrase: the caller cannot tell which names
+        # exist. The audit event keeps the precise reason for the reviewer.
+        raise ApprovalError(
+            f"{action} refused: wrong approver name or passphrase", proposal_id=proposal_id
+        )
 
     # -- approve / reject --------------------------------------------------------------------
 
