@@ -98,7 +98,9 @@ def test_smart_stop_is_entry_minus_k_atr_for_longs_and_plus_for_shorts(
     assert smart_stop(side, D(entry), D(atr), D(k)) == D(expected)
 
 
-@pytest.mark.parametrize(("entry", "atr", "k"), [("0", "2", "2"), ("100", "-1", "2"), ("100", "2", "0")])
+@pytest.mark.parametrize(
+    ("entry", "atr", "k"), [("0", "2", "2"), ("100", "-1", "2"), ("100", "2", "0")]
+)
 def test_smart_stop_refuses_nonsense_inputs(entry: str, atr: str, k: str) -> None:
     """A non-positive entry or k, or a negative ATR, raises instead of inventing a stop."""
     with pytest.raises(SimulationError):

@@ -81,7 +81,9 @@ def holding(market: Market, symbol: str, weight: str, nav: Decimal) -> Position:
     )
 
 
-def account(paper: PaperBroker, positions: tuple[Position, ...], cash: Decimal) -> PortfolioSnapshot:
+def account(
+    paper: PaperBroker, positions: tuple[Position, ...], cash: Decimal
+) -> PortfolioSnapshot:
     """A snapshot of the paper account holding ``positions`` (NAV = cash + their value)."""
     nav = cash + sum((p.market_value for p in positions), D(0))
     return PortfolioSnapshot(
@@ -261,7 +263,9 @@ def test_parse_signals_refuses_unknown_or_missing_columns(header: str, named: st
 
 def test_parse_signals_refuses_a_duplicate_ticker() -> None:
     """The same ticker twice is ambiguous: refused, naming the ticker and the second row."""
-    text = f"{HEADER}\nSPY,0.05,BUY,false,5,590\nQQQ,0.01,BUY,false,5,510\nSPY,0.02,SELL,false,5,590\n"
+    text = (
+        f"{HEADER}\nSPY,0.05,BUY,false,5,590\nQQQ,0.01,BUY,false,5,510\nSPY,0.02,SELL,false,5,590\n"
+    )
     with pytest.raises(SignalsError, match="SPY") as caught:
         parse_signals(text)
     assert caught.value.row == 3

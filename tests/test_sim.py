@@ -19,7 +19,9 @@ from workbench.models import (
     SimResult,
     Source,
 )
-from workbench.sim import fees, intent_hash, intent_json, plain_decimal, simulate, trusted
+from workbench.fastpath import trusted
+from workbench.intent_hash import intent_hash, intent_json, plain_decimal
+from workbench.sim import fees, simulate
 
 
 def test_buy_moves_cash_position_and_exposure() -> None:

@@ -21,26 +21,19 @@ Pure and exact: all money is ``Decimal``, nothing reads a clock, the same inputs
 
 from __future__ import annotations
 
-import hashlib
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from json.encoder import encode_basestring_ascii
-from typing import Any, Generic, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from workbench.errors import MarketDataError, SimulationError
+from workbench.fastpath import per_object, trusted
+from workbench.intent_hash import intent_hash
 from workbench.models import (
     MAX_AMOUNT,
     MAX_QUANTITY,
-    Instrument,
-    IntentConstraints,
     MarketSnapshot,
     OrderIntent,
     PortfolioSnapshot,
-    ProtectiveStop,
     SimResult,
 )
 from workbench.policy import CostModel
@@ -48,26 +41,6 @@ from workbench.policy import CostModel
 CENT = Decimal("0.01")
 ZERO = Decimal(0)
 MAX_RATIO = Decimal(1000)
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class IdentityCache(Generic[K, V]):
-    """Results remembered per live object (by identity): for frozen models that are reused."""
-
-    def __init__(self, compute: Callable[[K], V]) -> None:
-        self._compute = compute
-        self._items: dict[int, tuple[weakref.ref[K], V]] = {}
-
-    def __call__(self, obj: K) -> V:
-        hit = self._items.get(id(obj))
-        if hit is not None and hit[0]() is obj:
-            return hit[1]
-        value = self._compute(obj)
-        key = id(obj)
-        self._items[key] = (weakref.ref(obj, lambda _r: self._items.pop(key, None)), value)
-        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,103 +69,7 @@ def _build_index(portfolio: PortfolioSnapshot) -> PortfolioIndex:
     )
 
 
-index_portfolio: IdentityCache[PortfolioSnapshot, PortfolioIndex] = IdentityCache(_build_index)
-
-
-# The fields (sorted) that the specialised intent writer below spells out. If a model gains or
-# loses a field, the writer is switched off and the general canonical writer is used instead.
-_INTENT_SHAPE: dict[type[BaseModel], tuple[str, ...]] = {
-    OrderIntent: (
-        "account", "constraints", "instrument", "is_propagated", "limit_price", "order_type",
-        "protective_stop", "quantity", "reason", "side", "source", "stop_price", "strategy_tag",
-        "time_in_force",
-    ),
-    IntentConstraints: ("max_notional", "max_slippage_bps"),
-    Instrument: ("con_id", "currency", "exchange", "primary_exchange", "symbol", "type"),
-    ProtectiveStop: ("limit_price", "stop_price"),
-}  # fmt: skip
-FAST_INTENT_HASH = all(tuple(sorted(m.model_fields)) == f for m, f in _INTENT_SHAPE.items())
-
-
-def plain_decimal(value: Decimal) -> str:
-    """``canonical.decimal_str`` of a finite Decimal: fixed point, no exponent, no trailing 0."""
-    if not value:
-        return "0"
-    text = format(value, "f")  # exact digits; 'f' without a precision never rounds
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _dec(value: Decimal | None) -> str:
-    return "null" if value is None else f'"{plain_decimal(value)}"'
-
-
-def _text(value: str | None) -> str:
-    return "null" if value is None else encode_basestring_ascii(value)
-
-
-def intent_json(i: OrderIntent) -> str:
-    """Canonical JSON of an intent, byte for byte what ``canonical.dumps`` writes, but faster."""
-    n, c, p = i.instrument, i.constraints, i.protective_stop
-    stop = (
-        "null"
-        if p is None
-        else (f'{{"limit_price":{_dec(p.limit_price)},"stop_price":{_dec(p.stop_price)}}}')
-    )
-    con_id = "null" if n.con_id is None else str(n.con_id)
-    return (
-        f'{{"account":{_text(i.account)},"constraints":{{"max_notional":{_dec(c.max_notional)},'
-        f'"max_slippage_bps":{_dec(c.max_slippage_bps)}}},"instrument":{{"con_id":{con_id},'
-        f'"currency":{_text(n.currency)},"exchange":{_text(n.exchange)},'
-        f'"primary_exchange":{_text(n.primary_exchange)},"symbol":{_text(n.symbol)},'
-        f'"type":{_text(n.type.value)}}},"is_propagated":{"true" if i.is_propagated else "false"},'
-        f'"limit_price":{_dec(i.limit_price)},"order_type":{_text(i.order_type.value)},'
-        f'"protective_stop":{stop},"quantity":{_dec(i.quantity)},"reason":{_text(i.reason)},'
-        f'"side":{_text(i.side.value)},"source":{_text(i.source.value)},'
-        f'"stop_price":{_dec(i.stop_price)},"strategy_tag":{_text(i.strategy_tag)},'
-        f'"time_in_force":{_text(i.time_in_force.value)}}}'
-    )
-
-
-def _plain_types(i: OrderIntent) -> bool:
-    return (
-        type(i) is OrderIntent
-        and type(i.instrument) is Instrument
-        and type(i.constraints) is IntentConstraints
-        and (i.protective_stop is None or type(i.protective_stop) is ProtectiveStop)
-    )
-
-
-def _intent_hash(intent: OrderIntent) -> str:
-    """``intent.intent_hash``, through the specialised writer when the models are the known ones."""
-    if not (FAST_INTENT_HASH and _plain_types(intent)):
-        return intent.intent_hash
-    return hashlib.sha256(intent_json(intent).encode("ascii")).hexdigest()
-
-
-intent_hash: IdentityCache[OrderIntent, str] = IdentityCache(_intent_hash)
-
-
-M = TypeVar("M", bound=BaseModel)
-_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
-
-
-def trusted(cls: type[M], values: dict[str, Any]) -> M:
-    """A frozen model from values computed out of already-validated inputs, not re-validated.
-
-    For the hot path only. Every field must be given. It sets what ``model_construct`` sets,
-    without its per-field loop; tests pin that the result equals a validated instance.
-    """
-    fields = _FIELDS.get(cls)
-    if fields is None:
-        fields = _FIELDS.setdefault(cls, frozenset(cls.model_fields))
-    if values.keys() != fields:
-        raise TypeError(f"{cls.__name__}: fields {sorted(fields ^ values.keys())} do not match")
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
+index_portfolio = per_object(_build_index, size=16)
 
 
 def _result(**values: Any) -> SimResult:

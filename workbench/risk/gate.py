@@ -29,7 +29,8 @@ from workbench.models import (
 from workbench.policy import RiskPolicy, policy_hash
 from workbench.risk.history import History
 from workbench.risk.rules import RULES, Context
-from workbench.sim import intent_hash, trusted
+from workbench.fastpath import trusted
+from workbench.intent_hash import intent_hash
 
 
 def _decision(**values: Any) -> RiskDecision:
