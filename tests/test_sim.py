@@ -11,17 +11,18 @@ from hypothesis import strategies as st
 
 from workbench import canonical
 from workbench.errors import MarketDataError, SimulationError
+from workbench.fastpath import per_object, trusted
+from workbench.intent_hash import intent_hash, intent_json, plain_decimal
 from workbench.models import (
     IntentConstraints,
+    OrderIntent,
     OrderType,
     ProtectiveStop,
     Side,
     SimResult,
     Source,
 )
-from workbench.fastpath import trusted
-from workbench.intent_hash import intent_hash, intent_json, plain_decimal
-from workbench.sim import fees, simulate
+from workbench.sim import _prices, fees, simulate, slippage_per_share
 
 
 def test_buy_moves_cash_position_and_exposure() -> None:
@@ -209,3 +210,68 @@ def test_cash_identity_and_determinism(side: Side, quantity: int, offset: int, s
     expected = book.cash - side.sign * D(quantity) * worst - sim.fees - sim.estimated_slippage
     assert sim.cash_after == expected
     assert sim == simulate(order, book, market, COSTS)
+
+
+def _slow_prices(order: OrderIntent, ref: Decimal) -> tuple[Decimal, Decimal]:
+    """The simulator's worst/high prices written the plain way (max/min over a list)."""
+    prices = [ref] + [p for p in (order.limit_price, order.stop_price) if p is not None]
+    return (max(prices) if order.side is Side.BUY else min(prices)), max(prices)
+
+
+# Values equal in amount but written differently (100 vs 100.0 vs 1.00E+2) must tie the same way.
+tied = st.sampled_from(["100", "100.0", "100.00", "1.00E+2", "99.99", "100.01", "80", "125"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(ref=tied, limit=st.none() | tied, stop=st.none() | tied, side=st.sampled_from(Side))
+def test_price_pick_matches_max_and_min(
+    ref: str, limit: str | None, stop: str | None, side: Side
+) -> None:
+    """Worst and highest prices are max/min over [ref, limit, stop], the first kept on ties."""
+    kind = {(False, False): OrderType.MKT, (True, False): OrderType.LMT,
+            (False, True): OrderType.STP, (True, True): OrderType.STP_LMT}[
+        (limit is not None, stop is not None)]  # fmt: skip
+    order = intent(
+        side=side, order_type=kind, limit_price=None if limit is None else D(limit),
+        stop_price=None if stop is None else D(stop),
+    )  # fmt: skip
+    fast = _prices(order, D(ref), side is Side.BUY)
+    slow = _slow_prices(order, D(ref))
+    assert [str(p) for p in fast] == [str(p) for p in slow]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spread=st.none() | st.sampled_from(["0", "0.02", "0.10", "0.1", "1"]),
+    volume=st.none() | st.sampled_from([0, 1, 1000, 50_000_000]),
+    notional=st.sampled_from(["0.01", "2002.00", "2000", "20000.0", "1e6"]),
+)
+def test_slippage_is_the_larger_term(spread: str | None, volume: int | None, notional: str) -> None:
+    """Slippage per share is max(spread/2, k·notional/volume) as written, the spread on a tie."""
+    bid = D(100)
+    ask = None if spread is None else bid + D(spread)
+    market = quote(bid=None if ask is None else str(bid), ask=None if ask is None else str(ask),
+                   last=bid, avg_daily_volume=None if volume is None else D(volume))  # fmt: skip
+    terms = [] if market.spread is None else [market.spread / 2]
+    if market.avg_daily_volume:
+        terms.append(COSTS.slippage_k * D(notional) / market.avg_daily_volume)
+    if not terms:
+        with pytest.raises(MarketDataError):
+            slippage_per_share(market, bid, D(notional), COSTS)
+        return
+    assert str(slippage_per_share(market, bid, D(notional), COSTS)) == str(max(terms))
+
+
+def test_per_object_memory_is_by_identity_and_bounded() -> None:
+    """Equal but distinct objects are computed apart; a full memory starts afresh."""
+    calls: list[object] = []
+
+    def compute(obj: object) -> int:
+        calls.append(obj)
+        return len(calls)
+
+    remember = per_object(compute, size=2)
+    a, b, c = [1.5], [1.5], [2.5]
+    assert remember(a) == remember(a) == 1
+    assert remember(b) == 2 and remember(c) == 3  # c overflows: the memory was dropped
+    assert remember(a) == 4

@@ -34,6 +34,7 @@ from workbench.models import (
     MarketSnapshot,
     OrderIntent,
     PortfolioSnapshot,
+    Side,
     SimResult,
 )
 from workbench.policy import CostModel
@@ -92,15 +93,18 @@ def slippage_per_share(
 ) -> Decimal:
     """max(spread/2, k·reference·notional/liquidity); the spread term alone without volume."""
     spread = market.spread
-    terms: list[Decimal] = [] if spread is None else [spread / 2]
     volume = market.avg_daily_volume
-    if volume:
-        terms.append(costs.slippage_k * notional / volume)  # = k·ref·notional/(volume·ref)
-    if not terms:
-        raise MarketDataError(
-            market.instrument.symbol, "no bid/ask spread and no volume: slippage is unknown"
-        )
-    return max(terms)
+    if not volume:
+        if spread is None:
+            raise MarketDataError(
+                market.instrument.symbol, "no bid/ask spread and no volume: slippage is unknown"
+            )
+        return spread / 2
+    impact = costs.slippage_k * notional / volume  # = k·ref·notional/(volume·ref)
+    if spread is None:
+        return impact
+    half = spread / 2
+    return half if half >= impact else impact  # max(half, impact): the first on a tie
 
 
 def reference_price(intent: OrderIntent, market: MarketSnapshot) -> Decimal:
@@ -114,15 +118,19 @@ def reference_price(intent: OrderIntent, market: MarketSnapshot) -> Decimal:
     return ref
 
 
-def _prices(intent: OrderIntent, ref: Decimal) -> tuple[Decimal, Decimal]:
-    """(worst price for the side, highest price the order can carry)."""
-    prices = [ref]
-    if intent.limit_price is not None:
-        prices.append(intent.limit_price)
-    if intent.stop_price is not None:
-        prices.append(intent.stop_price)
-    high = max(prices)
-    return (high if intent.side.sign > 0 else min(prices)), high
+def _prices(intent: OrderIntent, ref: Decimal, buy: bool) -> tuple[Decimal, Decimal]:
+    """(worst price for the side, highest price the order can carry).
+
+    Like max/min over [ref, limit, stop]: on a tie the earlier price is kept.
+    """
+    high = low = ref
+    for price in (intent.limit_price, intent.stop_price):
+        if price is not None:
+            if price > high:
+                high = price
+            if price < low:
+                low = price
+    return (high if buy else low), high
 
 
 def _check_account(intent: OrderIntent, portfolio: PortfolioSnapshot) -> None:
@@ -155,8 +163,9 @@ def simulate(
     _check_account(intent, portfolio)
     ref = reference_price(intent, market)
     index = index_portfolio(portfolio)
-    symbol, qty, sign = intent.instrument.symbol, intent.quantity, intent.side.sign
-    worst, high = _prices(intent, ref)
+    symbol, qty, buy = intent.instrument.symbol, intent.quantity, intent.side is Side.BUY
+    sign = 1 if buy else -1
+    worst, high = _prices(intent, ref, buy)
     notional = qty * high
     if notional > MAX_AMOUNT:
         raise SimulationError(f"notional {notional} is beyond any sane order")

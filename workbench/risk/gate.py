@@ -15,6 +15,8 @@ from pydantic import JsonValue
 
 from workbench.clock import require_aware
 from workbench.errors import RiskInputError
+from workbench.fastpath import trusted
+from workbench.intent_hash import intent_hash
 from workbench.models import (
     Decision,
     MarketSnapshot,
@@ -26,11 +28,9 @@ from workbench.models import (
     TradingState,
     Violation,
 )
-from workbench.policy import RiskPolicy, policy_hash
+from workbench.policy import RiskPolicy
 from workbench.risk.history import History
 from workbench.risk.rules import RULES, Context
-from workbench.fastpath import trusted
-from workbench.intent_hash import intent_hash
 
 
 def _decision(**values: Any) -> RiskDecision:
@@ -73,9 +73,9 @@ def _computed(c: Context) -> dict[str, JsonValue]:
         "nav_after": str(sim.nav_after),
         "positions_after": sim.positions_after,
         "opens_or_increases": sim.opens_or_increases,
-        "quote_age_seconds": (c.now - c.market.timestamp).total_seconds(),
-        "portfolio_age_seconds": (c.now - c.portfolio.timestamp).total_seconds(),
-        "trading_state": c.state.value,
+        "quote_age_seconds": c.quote_age,
+        "portfolio_age_seconds": c.facts.portfolio_age,
+        "trading_state": c.facts.state_text,
     }
     figures.update(c.computed)
     return figures
@@ -85,7 +85,9 @@ def _run_rules(c: Context) -> tuple[Violation, ...]:
     found: list[Violation] = []
     for rule_id, check in RULES:
         try:
-            found.extend(check(c))
+            violations = check(c)
+            if violations:
+                found.extend(violations)
         except Exception as exc:  # a faulty rule must stop the order, never wave it through
             message = f"rule raised {type(exc).__name__}: {exc}"[:2000]
             found.append(
@@ -112,14 +114,14 @@ def evaluate(
     """Judge ``intent`` against every rule; the decision lists every violation found."""
     require_aware(now)
     digest = _check_inputs(intent, sim, portfolio, market)
-    state = TradingState(trading_state)
+    state = trading_state if type(trading_state) is TradingState else TradingState(trading_state)
     context = Context(intent, sim, portfolio, market, policy, state, history, now)
     violations = _run_rules(context)
     return _decision(
         decision=decide(violations),
         violations=violations,
         computed=_computed(context),
-        policy_hash=policy_hash(policy),
+        policy_hash=context.facts.policy_hash,
         intent_hash=digest,
         evaluated_at=now,
     )

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from pydantic import JsonValue
 
 from workbench.canonical import decimal_str, utc_iso
+from workbench.fastpath import trusted
+from workbench.intent_hash import plain_decimal
 from workbench.models import (
     MarketSnapshot,
     OrderIntent,
@@ -28,19 +30,21 @@ from workbench.models import (
     Violation,
 )
 from workbench.policy import RiskPolicy
-from workbench.risk.calendar import session_at
-from workbench.risk.history import History, drawdown
-from workbench.sim import trusted
+from workbench.risk.facts import Facts, facts_for
+from workbench.risk.history import History
 
 BLOCKER, MAJOR, MINOR = Severity.BLOCKER, Severity.MAJOR, Severity.MINOR
 PASS: tuple[Violation, ...] = ()
-ONE_MINUTE = timedelta(minutes=1)
 LIMIT_TYPES = frozenset({OrderType.LMT, OrderType.STP_LMT})
 
 
 @dataclass(slots=True)
 class Context:
-    """Everything a rule may read; ``computed`` collects figures for the decision."""
+    """Everything a rule may read; ``computed`` collects figures for the decision.
+
+    ``facts`` holds what does not depend on the intent (shared by a batch, see ``facts``);
+    ``quote_age`` is the quote's age in seconds at ``now``.
+    """
 
     intent: OrderIntent
     sim: SimResult
@@ -51,6 +55,12 @@ class Context:
     history: History
     now: datetime
     computed: dict[str, JsonValue] = field(default_factory=dict)
+    facts: Facts = field(init=False)
+    quote_age: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.facts = facts_for(self.policy, self.portfolio, self.history, self.now, self.state)
+        self.quote_age = (self.now - self.market.timestamp).total_seconds()
 
 
 Check = Callable[[Context], Sequence[Violation]]
@@ -71,7 +81,7 @@ def _plain(data: dict[str, object]) -> dict[str, JsonValue]:
     out: dict[str, JsonValue] = {}
     for key, value in data.items():
         if isinstance(value, Decimal):
-            out[key] = decimal_str(value)
+            out[key] = plain_decimal(value) if value.is_finite() else decimal_str(value)
         elif isinstance(value, datetime):
             out[key] = utc_iso(value)
         elif isinstance(value, frozenset | set | tuple | list):
@@ -92,9 +102,11 @@ def check_max_notional(c: Context) -> Sequence[Violation]:
 
 def check_max_position_weight(c: Context) -> Sequence[Violation]:
     """R2: an order that grows a position may not take it above the max weight of NAV."""
+    if not c.sim.opens_or_increases:
+        return PASS
     cap = c.policy.limits.max_position_weight
     weight = abs(c.sim.weight_after)
-    if c.sim.opens_or_increases and weight > cap:
+    if weight > cap:
         msg = f"{c.intent.symbol} would be {weight:.4%} of NAV, above the cap {cap:.2%}"
         return deny(RuleId.R2_MAX_POSITION_WEIGHT, BLOCKER, msg, weight_after=weight, cap=cap)
     return PASS
@@ -154,29 +166,26 @@ def check_trading_state(c: Context) -> Sequence[Violation]:
 
 def check_daily_loss(c: Context) -> Sequence[Violation]:
     """R7: once NAV is down the daily limit from a day ago, exposure may not grow."""
-    baseline = c.history.day_baseline(c.now)
-    if baseline is None:
+    day = c.facts.daily_loss
+    if day is None:
         return deny(RuleId.R7_DAILY_LOSS, MAJOR, "no NAV history: the daily loss is unknown")
-    loss = drawdown(baseline, c.portfolio.net_liquidation)
-    c.computed["daily_loss_pct"] = format(loss, ".6f")
-    cap = c.policy.losses.max_daily_loss_pct
-    if loss >= cap and c.sim.opens_or_increases:
+    c.computed["daily_loss_pct"] = day.text
+    if day.breached and c.sim.opens_or_increases:
+        loss, cap = day.loss, day.cap
         msg = f"down {loss:.2%} on the day (limit {cap:.2%}): only risk-reducing orders"
-        return deny(RuleId.R7_DAILY_LOSS, BLOCKER, msg, loss=loss, baseline=baseline, cap=cap)
+        return deny(RuleId.R7_DAILY_LOSS, BLOCKER, msg, loss=loss, baseline=day.reference, cap=cap)
     return PASS
 
 
 def check_staleness(c: Context) -> Sequence[Violation]:
     """R8: the quote and the portfolio snapshot are fresh (and not from the future)."""
-    rules = c.policy.freshness
-    skew = timedelta(seconds=rules.max_clock_skew_seconds)
+    rules, skew = c.policy.freshness, c.facts.max_skew
     found: list[Violation] = []
-    for what, stamp, limit in (
-        ("quote", c.market.timestamp, rules.max_quote_age_seconds),
-        ("portfolio snapshot", c.portfolio.timestamp, rules.max_portfolio_age_seconds),
+    for what, age, limit in (
+        ("quote", c.quote_age, rules.max_quote_age_seconds),
+        ("portfolio snapshot", c.facts.portfolio_age, rules.max_portfolio_age_seconds),
     ):
-        age = (c.now - stamp).total_seconds()
-        if age > limit or -age > skew.total_seconds():
+        if age > limit or -age > skew:
             msg = f"{what} is {age:.0f}s old (allowed 0..{limit}s)"
             found += deny(RuleId.R8_MARKET_DATA_STALE, BLOCKER, msg, age_seconds=age, limit=limit)
     if c.market.synthetic:
@@ -186,13 +195,12 @@ def check_staleness(c: Context) -> Sequence[Violation]:
 
 def check_max_drawdown(c: Context) -> Sequence[Violation]:
     """R9: once NAV is the max drawdown below its peak, exposure may not grow."""
-    peak = max(c.history.peak() or Decimal(0), c.portfolio.net_liquidation)
-    dd = drawdown(peak, c.portfolio.net_liquidation)
-    c.computed["drawdown_pct"] = format(dd, ".6f")
-    cap = c.policy.losses.max_drawdown_pct
-    if dd >= cap and c.sim.opens_or_increases:
-        msg = f"{dd:.2%} below the NAV peak (limit {cap:.2%}): only risk-reducing orders"
-        return deny(RuleId.R9_MAX_DRAWDOWN, BLOCKER, msg, drawdown=dd, peak=peak, cap=cap)
+    dd = c.facts.drawdown
+    c.computed["drawdown_pct"] = dd.text
+    if dd.breached and c.sim.opens_or_increases:
+        loss, cap = dd.loss, dd.cap
+        msg = f"{loss:.2%} below the NAV peak (limit {cap:.2%}): only risk-reducing orders"
+        return deny(RuleId.R9_MAX_DRAWDOWN, BLOCKER, msg, drawdown=loss, peak=dd.reference, cap=cap)
     return PASS
 
 
@@ -208,10 +216,12 @@ def check_max_leverage(c: Context) -> Sequence[Violation]:
 def check_trading_window(c: Context) -> Sequence[Violation]:
     """R11: the instrument's exchange is in a regular session now (calendar per exchange)."""
     exchange = c.intent.instrument.exchange
-    code = c.policy.trading_window.calendars.get(exchange)
+    session = c.facts.session(exchange)  # remembered per (exchange, batch)
+    if session.open_now:
+        return PASS
+    code, day, bounds = session.code, session.day, session.bounds
     if code is None:
         return deny(RuleId.R11_TRADING_WINDOW, BLOCKER, f"no trading calendar for {exchange}")
-    day, bounds = session_at(code, c.now)  # remembered per (calendar, now)
     if bounds is None:
         return deny(RuleId.R11_TRADING_WINDOW, BLOCKER, f"{code} has no session on {day}", day=day)
     opens, closes = bounds
@@ -224,9 +234,10 @@ def check_trading_window(c: Context) -> Sequence[Violation]:
 def check_price_collar(c: Context) -> Sequence[Violation]:
     """R12: limit and stop prices lie within the collar band around the reference price."""
     ref, band = c.sim.reference_price, c.policy.orders.price_collar_pct
+    width = band * ref
     found: list[Violation] = []
     for name, price in (("limit", c.intent.limit_price), ("stop", c.intent.stop_price)):
-        if price is not None and abs(price - ref) > band * ref:
+        if price is not None and abs(price - ref) > width:
             off = (price - ref) / ref
             msg = f"{name} price {price:f} is {off:+.2%} from the reference {ref:f}"
             msg += f" (band {band:.2%})"
@@ -236,25 +247,24 @@ def check_price_collar(c: Context) -> Sequence[Violation]:
 
 def check_duplicate(c: Context) -> Sequence[Violation]:
     """R13: the same symbol/side/qty was not sent within the window and is not working."""
-    i = c.intent
-    since = c.now - timedelta(seconds=c.policy.flow.duplicate_window_seconds)
-    s = c.history.sent_since(since, c.now).get((i.symbol, i.side, i.quantity))
+    i, facts = c.intent, c.facts
+    symbol, side = i.instrument.symbol, i.side
+    s = facts.sent_in_window.get((symbol, side, i.quantity))
     if s is not None:
-        msg = f"the same {i.side} {i.quantity:f} {i.symbol} was sent at {utc_iso(s.at)}"
+        msg = f"the same {side} {i.quantity:f} {symbol} was sent at {utc_iso(s.at)}"
         return deny(RuleId.R13_DUPLICATE_ORDER, BLOCKER, msg, proposal_id=s.proposal_id or "")
-    for w in c.history.working_orders:
-        if (w.symbol, w.side) == (i.symbol, i.side):
-            same = w.quantity == i.quantity
-            msg = f"a {w.side} {w.quantity:f} {w.symbol} order is already working"
-            sev = BLOCKER if same else MAJOR
-            return deny(RuleId.R13_DUPLICATE_ORDER, sev, msg, proposal_id=w.proposal_id or "")
+    w = facts.working.get((symbol, side))
+    if w is not None:
+        msg = f"a {w.side} {w.quantity:f} {w.symbol} order is already working"
+        sev = BLOCKER if w.quantity == i.quantity else MAJOR
+        return deny(RuleId.R13_DUPLICATE_ORDER, sev, msg, proposal_id=w.proposal_id or "")
     return PASS
 
 
 def check_order_rate(c: Context) -> Sequence[Violation]:
     """R14: no more than the max submissions in the last minute."""
     cap = c.policy.flow.max_submits_per_minute
-    recent = len(c.history.sent_within(c.now - ONE_MINUTE, c.now))
+    recent = c.facts.sent_last_minute
     if recent >= cap:
         msg = f"{recent} orders sent in the last minute (max {cap})"
         return deny(RuleId.R14_ORDER_RATE, BLOCKER, msg, recent=recent, cap=cap)
