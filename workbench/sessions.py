@@ -1,8 +1,9 @@
-"""NYSE trading sessions from ``exchange_calendars`` (XNYS), built once and kept in memory.
+"""Exchange trading sessions from ``exchange_calendars``, built once per exchange, kept in memory.
 
-Building an exchange calendar takes a fraction of a second, so :func:`xnys` caches one covering
-2000–2040 as plain Python lists; every lookup after that is a bisect. Holidays, early closes and
-daylight-saving changes come from the calendar, never from hand-written rules.
+Building an exchange calendar takes a fraction of a second, so :func:`calendar` caches one per
+exchange code covering 2000–2040 as plain Python lists; every lookup after that is a bisect.
+Holidays, early closes and daylight-saving changes come from the calendar, never from hand-written
+rules. :func:`xnys` is the New York Stock Exchange's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from workbench.clock import require_aware
 from workbench.errors import MarketDataError
@@ -38,8 +40,9 @@ class Session:
 class SessionCalendar:
     """Sessions of one exchange, looked up by date or by instant."""
 
-    def __init__(self, name: str, sessions: Sequence[Session]) -> None:
+    def __init__(self, name: str, sessions: Sequence[Session], tz: tzinfo = UTC) -> None:
         self.name = name
+        self.tz = tz
         self._sessions = tuple(sessions)
         self._days = [s.day for s in self._sessions]
         self._opens = [s.open for s in self._sessions]
@@ -48,6 +51,10 @@ class SessionCalendar:
     def _check_day(self, day: date) -> None:
         if not self._days[0] <= day <= self._days[-1]:
             raise MarketDataError(self.name, f"{day} is outside the calendar's range")
+
+    def local_date(self, when: datetime) -> date:
+        """The exchange-local calendar date at ``when``."""
+        return require_aware(when).astimezone(self.tz).date()
 
     def session(self, day: date) -> Session | None:
         """The session on ``day``, or None when the exchange is closed all day."""
@@ -85,19 +92,24 @@ class SessionCalendar:
 
 
 @functools.cache
-def xnys() -> SessionCalendar:
-    """The New York Stock Exchange calendar, built once per process."""
+def calendar(code: str) -> SessionCalendar:
+    """The regular sessions of exchange ``code`` (e.g. XNYS), built once per process."""
     import exchange_calendars  # slow to import: only when first needed
 
     with warnings.catch_warnings():  # its pandas deprecation notices are not ours to act on
         warnings.simplefilter("ignore")
-        cal = exchange_calendars.get_calendar(CALENDAR, start=FIRST_DAY, end=LAST_DAY)
+        cal = exchange_calendars.get_calendar(code, start=FIRST_DAY, end=LAST_DAY)
         schedule = cal.schedule
     sessions = [
         Session(day.date(), _utc(row.open), _utc(row.close))
         for day, row in zip(schedule.index, schedule.itertuples(), strict=True)
     ]
-    return SessionCalendar(CALENDAR, sessions)
+    return SessionCalendar(code, sessions, ZoneInfo(str(cal.tz)))
+
+
+def xnys() -> SessionCalendar:
+    """The New York Stock Exchange calendar."""
+    return calendar(CALENDAR)
 
 
 def _utc(stamp: object) -> datetime:

@@ -1,48 +1,29 @@
-"""Regular trading sessions from ``exchange_calendars``, cached (calendars are slow to build).
+"""The gate's view of exchange calendars: session bounds by exchange code and instant.
 
-Only regular-session calendars (XNYS and the like) are meant here: a session is the exchange-local
-calendar day's open to close, with holidays, early closes and DST as the calendar knows them.
+The sessions themselves come from :mod:`workbench.sessions` (``exchange_calendars``, cached per
+exchange); this module only memoises the lookups the gate repeats for every intent.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from datetime import date, datetime
-from typing import Any
 
-import exchange_calendars as xcals
+from workbench.sessions import calendar
 
 Bounds = tuple[datetime, datetime]
 
 
-@functools.cache
-def _calendar(code: str, year: int) -> Any:
-    """The calendar ``code`` covering ``year`` (and one year either side)."""
-    with warnings.catch_warnings():  # pandas deprecation chatter from inside exchange_calendars
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        return xcals.get_calendar(code, start=f"{year - 1}-01-01", end=f"{year + 1}-12-31")
-
-
-@functools.cache
-def _timezone(code: str, year: int) -> Any:
-    return _calendar(code, year).tz
-
-
 def local_date(code: str, now: datetime) -> date:
     """The exchange-local calendar date at ``now``."""
-    return now.astimezone(_timezone(code, now.year)).date()
+    return calendar(code).local_date(now)
 
 
 @functools.lru_cache(maxsize=4096)
 def session_bounds(code: str, day: date) -> Bounds | None:
     """(open, close) in UTC of the session on ``day``, or None when the exchange is closed."""
-    cal = _calendar(code, day.year)
-    label = day.isoformat()
-    if not cal.is_session(label):
-        return None
-    return cal.session_open(label).to_pydatetime(), cal.session_close(label).to_pydatetime()
+    session = calendar(code).session(day)
+    return None if session is None else (session.open, session.close)
 
 
 _AT: dict[tuple[str, datetime], tuple[date, Bounds | None]] = {}
