@@ -21,13 +21,11 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from workbench.clock import FixedClock
+from workbench.models import OrderIntent, OrderType, ProtectiveStop, Side, Source
+from workbench.workbench import Workbench
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from workbench.clock import FixedClock  # noqa: E402
-from workbench.models import OrderIntent, OrderType, ProtectiveStop, Side, Source  # noqa: E402
-from workbench.workbench import Workbench  # noqa: E402
-
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)  # a Wednesday, 10:30 in New York
 SIZES = (10, 100, 1_000)
 SYMBOLS = ("SPY", "QQQ", "IWM", "DIA", "VTI", "XLK", "GLD", "XLV", "AAPL", "MSFT", "JPM", "PG")
@@ -61,7 +59,7 @@ def build_intents(wb: Workbench, n: int) -> list[OrderIntent]:
 
 
 def run_size(n: int, profile: bool = False) -> tuple[float, Counter[str], int]:
-    """Seconds for ``n`` intents through ``wb.run``; the outcome states; events written."""
+    """Seconds for ``n`` intents through ``wb.run_many``; the outcome states; events written."""
     with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
         wb = Workbench.open(Path(tmp), "paper", policy_dir=ROOT / "policies", clock=FixedClock(NOW))
         try:
@@ -71,7 +69,7 @@ def run_size(n: int, profile: bool = False) -> tuple[float, Counter[str], int]:
             start = time.perf_counter()
             if profiler:
                 profiler.enable()
-            outcomes = [wb.run(i, actor="bench", correlation_id="bench") for i in intents]
+            outcomes = wb.run_many(intents, actor="bench", correlation_id="bench")
             if profiler:
                 profiler.disable()
             seconds = time.perf_counter() - start

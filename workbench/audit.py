@@ -331,6 +331,7 @@ class AuditLog:
         self,
         *,
         proposal_id: str | None = None,
+        correlation_id: str | None = None,
         types: tuple[EventType, ...] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -344,6 +345,9 @@ class AuditLog:
         if proposal_id is not None:
             clauses.append("proposal_id = ?")
             params.append(proposal_id)
+        if correlation_id is not None:
+            clauses.append("correlation_id = ?")
+            params.append(correlation_id)
         if types:
             clauses.append(f"type IN ({', '.join('?' for _ in types)})")
             params.extend(t.value for t in types)

@@ -281,12 +281,21 @@ def _proposals(r: CycleReport) -> list[object]:
     return [f"Decisions: {counts}", r.proposals.drop(columns=["correlation_id"])]
 
 
+CHART_ROWS = 30
+
+
 def _exposure(r: CycleReport) -> list[object]:
     import matplotlib.pyplot as plt
 
     frame = r.exposure
     if frame.empty:
         return ["No exposure before or after."]
+    gross_before, gross_after = frame["before"].abs().sum(), frame["after"].abs().sum()
+    note = ""
+    if len(frame) > CHART_ROWS:  # a readable chart: the largest exposures, the table has all
+        largest = frame[["before", "after"]].abs().max(axis=1).nlargest(CHART_ROWS).index
+        frame = frame.loc[sorted(largest)].reset_index(drop=True)
+        note = f" The chart shows the {CHART_ROWS} largest of {len(r.exposure)} symbols."
     fig, ax = plt.subplots(figsize=(8, max(2.0, 0.35 * len(frame))))
     y = range(len(frame))
     ax.barh([i - 0.2 for i in y], frame["before"], height=0.4, label="before")
@@ -296,12 +305,8 @@ def _exposure(r: CycleReport) -> list[object]:
     ax.legend()
     fig.tight_layout()
     plt.close(fig)
-    gross_before, gross_after = frame["before"].abs().sum(), frame["after"].abs().sum()
-    return [
-        f"Gross exposure {gross_before:,.0f} now, {gross_after:,.0f} if all approved.",
-        fig,
-        frame,
-    ]
+    summary = f"Gross exposure {gross_before:,.0f} now, {gross_after:,.0f} if all approved.{note}"
+    return [summary, fig, r.exposure]
 
 
 def _awaiting(r: CycleReport) -> list[object]:

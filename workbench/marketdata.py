@@ -187,9 +187,10 @@ class CsvBars:
         self.path = Path(path)
         self.label = f"file {self.path.name}"
         self._bars = _load_bars(self.path, calendar or xnys(), self.label)
+        self._symbols = frozenset(symbol for symbol, _ in self._bars)
 
     def symbols(self) -> frozenset[str]:
-        return frozenset(symbol for symbol, _ in self._bars)
+        return self._symbols
 
     def bar(self, symbol: str, session: Session) -> Bar:
         found = self._bars.get((symbol, session.day))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -55,6 +55,7 @@ from workbench.policy import (
     policy_hash,
 )
 from workbench.proposers import ProposalError
+from workbench.risk import History
 from workbench.risk import evaluate as gate_evaluate
 from workbench.sim import simulate as simulate_impact
 
@@ -85,6 +86,17 @@ class WhatIf:
     sim: SimResult | None
     decision: RiskDecision | None
     fault: str | None = None
+
+
+@dataclass
+class _Batch:
+    """What every proposal of one cycle is judged on: the same snapshot, history and time."""
+
+    portfolio: PortfolioSnapshot
+    history: History
+    state: TradingState
+    now: datetime
+    quotes: dict[str, MarketSnapshot] = field(default_factory=dict)
 
 
 @dataclass
@@ -227,8 +239,7 @@ class Workbench:
 
     def propose(self, intent: OrderIntent, *, actor: str, correlation_id: str | None = None) -> str:
         """Record a validated intent as a new proposal; returns its id. Nothing is sent."""
-        if intent.account != self.account:
-            raise ProposalError(f"intent is for account {intent.account}, not {self.account}")
+        self._check_account(intent)
         proposal_id = self.ids()
         payload = {"intent": intent, "intent_hash": intent.intent_hash, "broker": self.label}
         with self.log.transaction() as tx:
@@ -276,12 +287,7 @@ class Workbench:
             ),
             now,
         )
-        payload = {
-            **decision.model_dump(mode="json"),
-            "transition": transition,
-            "market_ts": ctx.market.timestamp,
-            "portfolio_ts": ctx.portfolio.timestamp,
-        }
+        payload = _decision_payload(decision, ctx.market, ctx.portfolio, transition=transition)
         with self.log.transaction() as tx:
             if transition:
                 lifecycle.advance(
@@ -300,15 +306,13 @@ class Workbench:
 
     def run(self, intent: OrderIntent, *, actor: str, correlation_id: str | None = None) -> Outcome:
         """propose → simulate → evaluate → request approval (unless rejected)."""
-        proposal_id = self.propose(intent, actor=actor, correlation_id=correlation_id)
-        try:
-            self.simulate(proposal_id)
-        except (SimulationError, MarketDataError) as exc:
-            return Outcome(proposal_id, intent, None, OrderState.RISK_REJECTED, str(exc))
-        decision = self.evaluate(proposal_id)
-        if decision.decision is not Decision.REJECT:
-            self.request_approval(proposal_id)
-        return Outcome(proposal_id, intent, decision, self.state(proposal_id))
+        return self.run_many([intent], actor=actor, correlation_id=correlation_id)[0]
+
+    def run_many(
+        self, intents: Iterable[OrderIntent], *, actor: str, correlation_id: str | None = None
+    ) -> list[Outcome]:
+        """:meth:`run` for several intents judged on one snapshot (no de-duplication)."""
+        return self._run_batch(list(intents), actor=actor, correlation_id=correlation_id)
 
     def run_cycle(
         self, intents: Iterable[OrderIntent], *, actor: str, correlation_id: str
@@ -316,14 +320,83 @@ class Workbench:
         """Run each intent once per ``correlation_id``: a symbol/side already proposed under it
         is skipped, so running the same day twice does not duplicate proposals."""
         seen = self._proposed_keys(correlation_id)
-        outcomes = []
+        fresh = []
         for intent in intents:
             key = (intent.symbol, intent.side.value)
-            if key in seen:
-                continue
-            seen.add(key)
-            outcomes.append(self.run(intent, actor=actor, correlation_id=correlation_id))
-        return outcomes
+            if key not in seen:
+                seen.add(key)
+                fresh.append(intent)
+        return self._run_batch(fresh, actor=actor, correlation_id=correlation_id)
+
+    def _run_batch(
+        self, intents: list[OrderIntent], *, actor: str, correlation_id: str | None
+    ) -> list[Outcome]:
+        """One account snapshot, one gate history and one quote per symbol for the whole batch;
+        each proposal's events (proposed, simulated, judged, approval requested) in one
+        transaction, so a proposal is recorded whole or not at all."""
+        if not intents:
+            return []
+        for intent in intents:  # refuse a foreign account before anything is written
+            self._check_account(intent)
+        portfolio = self.portfolio()
+        now = self.clock.now()
+        batch = _Batch(
+            portfolio=portfolio,
+            history=trading_state.build_history(
+                self.log, account=self.account, now=now, policy=self.policy
+            ),
+            state=self.trading_state(),
+            now=now,
+        )
+        return [
+            self._run_one(intent, batch, actor=actor, correlation_id=correlation_id)
+            for intent in intents
+        ]
+
+    def _run_one(
+        self, intent: OrderIntent, batch: _Batch, *, actor: str, correlation_id: str | None
+    ) -> Outcome:
+        proposal_id = self.ids()
+        proposed = {"intent": intent, "intent_hash": intent.intent_hash, "broker": self.label}
+        try:
+            quote = batch.quotes.get(intent.symbol) or self.market_snapshot(intent.symbol)
+            batch.quotes[intent.symbol] = quote
+            sim = simulate_impact(intent, batch.portfolio, quote, self.params.costs)
+        except (SimulationError, MarketDataError) as exc:
+            fault = f"simulation failed: {exc}"
+            with self.log.transaction() as tx:
+                lifecycle.advance(
+                    tx, proposal_id, EventType.ORDER_PROPOSED, proposed, actor=actor,
+                    correlation_id=correlation_id,
+                )  # fmt: skip
+                lifecycle.advance(
+                    tx, proposal_id, EventType.RISK_GATE_EVALUATED, _fault_payload(fault),
+                    actor=ACTOR,
+                )  # fmt: skip
+            return Outcome(proposal_id, intent, None, OrderState.RISK_REJECTED, fault)
+        decision = gate_evaluate(
+            intent, sim, batch.portfolio, quote, self.policy, batch.state, batch.history, batch.now
+        )
+        judged = _decision_payload(decision, quote, batch.portfolio, transition=True)
+        steps: list[tuple[EventType, Mapping[str, Any]]] = [
+            (EventType.ORDER_SIMULATED, {"result": sim}),
+            (EventType.RISK_GATE_EVALUATED, judged),
+        ]
+        if decision.decision is not Decision.REJECT:
+            steps.append((EventType.APPROVAL_REQUESTED, {}))
+        with self.log.transaction() as tx:
+            lifecycle.advance(
+                tx, proposal_id, EventType.ORDER_PROPOSED, proposed, actor=actor,
+                correlation_id=correlation_id,
+            )  # fmt: skip
+            for type_, payload in steps:
+                lifecycle.advance(tx, proposal_id, type_, payload, actor=ACTOR)
+        state = (
+            OrderState.RISK_REJECTED
+            if decision.decision is Decision.REJECT
+            else OrderState.APPROVAL_REQUESTED
+        )
+        return Outcome(proposal_id, intent, decision, state)
 
     def approve(
         self,
@@ -458,9 +531,14 @@ class Workbench:
         )
 
     def _reject_fault(self, proposal_id: str, why: str) -> None:
-        payload = {"decision": Decision.REJECT.value, "fault": why, "violations": []}
         with self.log.transaction() as tx:
-            lifecycle.advance(tx, proposal_id, EventType.RISK_GATE_EVALUATED, payload, actor=ACTOR)
+            lifecycle.advance(
+                tx, proposal_id, EventType.RISK_GATE_EVALUATED, _fault_payload(why), actor=ACTOR
+            )
+
+    def _check_account(self, intent: OrderIntent) -> None:
+        if intent.account != self.account:
+            raise ProposalError(f"intent is for account {intent.account}, not {self.account}")
 
     def _refuse_when_halted(self, intent: OrderIntent) -> None:
         change = trading_state.current(self.log)
@@ -503,11 +581,33 @@ class Workbench:
 
     def _proposed_keys(self, correlation_id: str) -> set[tuple[str, str]]:
         keys = set()
-        for event in self.log.events(types=(EventType.ORDER_PROPOSED,)):
-            if event.correlation_id == correlation_id:
-                intent = event.payload["intent"]
-                keys.add((intent["instrument"]["symbol"], intent["side"]))
+        proposed = self.log.events(types=(EventType.ORDER_PROPOSED,), correlation_id=correlation_id)
+        for event in proposed:
+            intent = event.payload["intent"]
+            keys.add((intent["instrument"]["symbol"], intent["side"]))
         return keys
+
+
+def _decision_payload(
+    decision: RiskDecision,
+    market: MarketSnapshot,
+    portfolio: PortfolioSnapshot,
+    *,
+    transition: bool,
+) -> dict[str, Any]:
+    """What RiskGateEvaluated records: the decision, whether it moves the state, and the times
+    of the snapshots it was made on (the submit-time freshness check reads them)."""
+    return {
+        **decision.model_dump(mode="json"),
+        "transition": transition,
+        "market_ts": market.timestamp,
+        "portfolio_ts": portfolio.timestamp,
+    }
+
+
+def _fault_payload(why: str) -> dict[str, Any]:
+    """A REJECT recorded when a proposal could not even be simulated (no quote, bad NAV)."""
+    return {"decision": Decision.REJECT.value, "fault": why, "violations": []}
 
 
 def _make_broker(name: str, log: AuditLog, bars_path: str | os.PathLike[str] | None) -> Broker:
