@@ -28,12 +28,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from workbench import canonical, db
+from workbench import autocommit, canonical, db, trading_state
 from workbench.audit import AuditLog, Event, EventType, Transaction
 from workbench.clock import Clock
 from workbench.errors import ApprovalError, IllegalTransitionError
 from workbench.lifecycle import OrderState, advance, derive_state
 from workbench.models import AccountId, OrderIntent, Sha256Hex, SubmitPermit
+from workbench.policy import AutoCommitRules
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_.\-]{1,31}")
 PROPOSAL_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -47,6 +48,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 MAX_EXPIRY = timedelta(hours=1)
 ACTOR = "approval"
+AUTO_COMMIT = "auto-commit"  # the approver name of auto-committed grants; no person may take it
 
 _MIGRATIONS: list[db.Migration] = [
     (
@@ -113,6 +115,7 @@ class Approvals:
         expiry: timedelta = timedelta(minutes=5),
         second_approver_above: Decimal | None = None,
         request_ttl: timedelta | None = None,
+        auto_commit: AutoCommitRules | None = None,
     ) -> None:
         if not timedelta(0) < expiry <= MAX_EXPIRY:
             raise ApprovalError(f"token expiry must be within (0, {MAX_EXPIRY}], got {expiry}")
@@ -121,6 +124,7 @@ class Approvals:
         self.expiry = expiry
         self.second_approver_above = second_approver_above
         self.request_ttl = request_ttl
+        self.auto_commit = auto_commit
         self._key_path = Path(home) / KEY_FILE
         db.migrate(log.conn, "approval", _MIGRATIONS)
 
@@ -134,6 +138,8 @@ class Approvals:
     ) -> None:
         """Register ``name`` (``replace`` rotates its passphrase) and record ApproverAdded."""
         _check_name(name)
+        if name == AUTO_COMMIT:
+            raise ApprovalError(f"{AUTO_COMMIT!r} is reserved for auto-committed grants")
         _check_passphrase(passphrase, strict=True)
         if not isinstance(added_by, str) or not 0 < len(added_by) <= 64:
             raise ApprovalError("added_by must name who adds the approver (1 to 64 characters)")
@@ -216,6 +222,54 @@ class Approvals:
             _advance(tx, proposal_id, EventType.APPROVAL_GRANTED, payload, actor=approver)
         expires = datetime.fromisoformat(claims.expires_at)
         return ApprovalGrant(proposal_id, claims.nonce, expires, tuple(names), token)
+
+    def auto_approve(self, proposal_id: str) -> ApprovalGrant:
+        """Mint a token with no person, only when the auto-commit policy allows this proposal.
+
+        Everything it judges is read back from the audit log inside the transaction (intent,
+        simulation, gate verdict, trading state), never taken from the caller. The grant is
+        recorded with approver ``auto-commit`` and ``auto_commit: true``.
+        """
+        _check_proposal_id(proposal_id)
+        rules = self.auto_commit
+        if rules is None or not rules.enabled:
+            raise ApprovalError("auto-commit is off", proposal_id=proposal_id)
+        with self.log.transaction() as tx:
+            prop = _load(tx.log, proposal_id)
+            self._check_approvable(proposal_id, prop, None, [AUTO_COMMIT])
+            why = self._auto_commit_refusal(rules, proposal_id, prop)
+            if why is not None:
+                raise ApprovalError(f"auto-commit refused: {why}", proposal_id=proposal_id)
+            claims = self._claims(proposal_id, prop)
+            token = _sign(self._key(create=True), claims)
+            payload = {
+                **_grant_payload(claims, token, [AUTO_COMMIT], None, prop),
+                "auto_commit": True,
+            }
+            _advance(tx, proposal_id, EventType.APPROVAL_GRANTED, payload, actor=AUTO_COMMIT)
+        expires = datetime.fromisoformat(claims.expires_at)
+        return ApprovalGrant(proposal_id, claims.nonce, expires, (AUTO_COMMIT,), token)
+
+    def _auto_commit_refusal(
+        self, rules: AutoCommitRules, proposal_id: str, prop: _Proposal
+    ) -> str | None:
+        events = self.log.events(proposal_id=proposal_id)
+        gate = _latest(events, EventType.RISK_GATE_EVALUATED)
+        simulated = _latest(events, EventType.ORDER_SIMULATED)
+        result = simulated.payload.get("result", {}) if simulated else {}
+        nav = result.get("nav_before")
+        return autocommit.refusal(
+            rules,
+            prop.intent,
+            decision=prop.decision,
+            severities=[
+                str(v.get("severity")) for v in (gate.payload if gate else {}).get("violations", [])
+            ],
+            notional=prop.notional,
+            nav=Decimal(str(nav)) if nav is not None else None,
+            state=trading_state.current_state(self.log),
+            now=self.clock.now(),
+        )
 
     def reject(self, proposal_id: str, approver: str, passphrase: str, reason: str) -> None:
         """Check the credential, then record ApprovalDenied with the approver's reason."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Context, Decimal
 from enum import Enum
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
@@ -48,7 +48,7 @@ def _default(value: Any) -> Any:
         return decimal_str(value)
     if isinstance(value, datetime):
         return utc_iso(value)
-    if isinstance(value, date):
+    if isinstance(value, date | time):  # a calendar day, or a time of day (zone given beside it)
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value

@@ -8,12 +8,21 @@ one tenth), and :func:`policy_hash` is the sha256 of the model's canonical JSON.
 
 from __future__ import annotations
 
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from yaml.nodes import MappingNode
 
 from workbench import canonical
@@ -102,12 +111,29 @@ class TradingWindowRules(Config):
     calendars: dict[Exchange, CalendarCode] = Field(min_length=1)
 
 
+class AutoCommitRules(Config):
+    """Auto-commit of trivial rebalances: no person, but only inside every one of these bounds."""
+
+    enabled: StrictBool
+    allowed_symbols: frozenset[Symbol]
+    max_pct_of_nav: Fraction
+    window_start: time
+    window_end: time
+    timezone: Annotated[str, Field(pattern=r"^[A-Za-z]+/[A-Za-z_]+$")]
+
+    @model_validator(mode="after")
+    def _window_is_a_day_range(self) -> Self:
+        if self.window_start >= self.window_end:
+            raise ValueError("window_start must be before window_end")
+        return self
+
+
 class ApprovalRules(Config):
-    """What the approval step reads: token lifetime and the second-approver threshold."""
+    """What the approval step reads: token lifetime, second approver, auto-commit bounds."""
 
     token_expiry_seconds: Seconds
     second_approver_min_notional: PositiveMoney | None
-    auto_commit_enabled: StrictBool
+    auto_commit: AutoCommitRules
 
 
 class RiskPolicy(Config):

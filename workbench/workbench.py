@@ -32,6 +32,7 @@ from workbench.errors import (
     SimulationError,
     TradingHaltedError,
     UnknownProposalError,
+    WorkbenchError,
 )
 from workbench.home import db_path, resolve_home, resolve_policy_dir
 from workbench.lifecycle import OrderState
@@ -152,6 +153,7 @@ class Workbench:
                 clock,
                 expiry=timedelta(seconds=policy.approval.token_expiry_seconds),
                 second_approver_above=policy.approval.second_approver_min_notional,
+                auto_commit=policy.approval.auto_commit,
             )
         except BaseException:
             log.close()
@@ -391,12 +393,26 @@ class Workbench:
             )  # fmt: skip
             for type_, payload in steps:
                 lifecycle.advance(tx, proposal_id, type_, payload, actor=ACTOR)
-        state = (
-            OrderState.RISK_REJECTED
-            if decision.decision is Decision.REJECT
-            else OrderState.APPROVAL_REQUESTED
-        )
-        return Outcome(proposal_id, intent, decision, state)
+        if decision.decision is Decision.REJECT:
+            return Outcome(proposal_id, intent, decision, OrderState.RISK_REJECTED)
+        return Outcome(proposal_id, intent, decision, self._auto_commit(proposal_id))
+
+    def _auto_commit(self, proposal_id: str) -> OrderState:
+        """Submit a trivial rebalance with no person when (and only when) the policy allows it.
+
+        Off by default. A refusal leaves the proposal waiting for a person; a fault at submit
+        (halted, broker refusal) is recorded by the submit path and leaves what it left.
+        """
+        if not self.policy.approval.auto_commit.enabled:
+            return OrderState.APPROVAL_REQUESTED
+        try:
+            grant = self.approvals.auto_approve(proposal_id)
+        except ApprovalError:
+            return OrderState.APPROVAL_REQUESTED
+        try:
+            return self.submit(proposal_id, grant.token)
+        except WorkbenchError:
+            return self.state(proposal_id)
 
     def approve(
         self,
