@@ -176,6 +176,10 @@ class Lab:
         for slider in (notional, weight, size):
             slider.observe(redraw, names="value")
         redraw()
+        print(
+            f"Controls start at max notional {notional.value:,.0f}, max weight "
+            f"{weight.value:.2f}, size x{size.value}; the table below them follows the sliders."
+        )
         return widgets.VBox([notional, weight, size, out])
 
     def propose_all(self) -> list[Outcome]:

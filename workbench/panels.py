@@ -58,6 +58,9 @@ class ApprovalPanel:
         self.table = widgets.HTML()
         self.choice = widgets.Dropdown(description="Proposal", options=[])
         self.choice.add_class("wb-proposal")
+        self.detail = widgets.HTML()
+        self.detail.add_class("wb-detail")
+        self.choice.observe(lambda _: self.show_detail(), names="value")
         self.approver = widgets.Text(description="Approver", placeholder="your name")
         self.approver.add_class("wb-approver")
         self.passphrase = widgets.Password(description="Passphrase")
@@ -123,6 +126,12 @@ class ApprovalPanel:
             (f"{r.proposal_id} {r.side} {r.quantity} {r.symbol} [{r.state}]", r.proposal_id)
             for r in pending.itertuples()
         ]
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        """The chosen proposal's intent, simulated impact and the gate's findings."""
+        pid = self.choice.value
+        self.detail.value = "" if not pid else _detail_html(self.wb.detail(pid))
 
     def approve(self) -> None:
         pid = self.choice.value
@@ -208,6 +217,47 @@ class ApprovalPanel:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+_SIM_FIGURES = (
+    "notional",
+    "fees",
+    "estimated_slippage",
+    "cash_after",
+    "weight_after",
+    "concentration_after",
+    "leverage_after",
+    "positions_after",
+)
+
+
+def _detail_html(detail: dict[str, Any]) -> str:
+    intent = detail["intent"]
+    stop = (intent.get("protective_stop") or {}).get("stop_price", "none")
+    lines = [
+        f"<b>{html.escape(detail['proposal_id'])}</b>: {intent['side']} {intent['quantity']} "
+        f"{html.escape(intent['instrument']['symbol'])} {intent['order_type']} "
+        f"limit {intent['limit_price']} stop {stop} ({intent['time_in_force']}, "
+        f"source {intent['source']}{', PROPAGATED' if intent['is_propagated'] else ''})",
+        f"Reason: {html.escape(intent['reason'] or '-')}",
+    ]
+    sim = detail["simulation"] or {}
+    if sim:
+        lines.append(
+            "Simulation: "
+            + ", ".join(f"{name} {sim[name]}" for name in _SIM_FIGURES if name in sim)
+        )
+    decision = detail["decision"] or {}
+    findings = decision.get("violations", [])
+    lines.append(
+        f"Gate: {decision.get('decision', '-')}"
+        + "".join(
+            f"<br>&nbsp;&nbsp;{html.escape(v['rule_id'])} ({v['severity']}): "
+            f"{html.escape(v['message'])}"
+            for v in findings
+        )
+    )
+    return "<br>".join(lines)
 
 
 def open_panel(

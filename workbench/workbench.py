@@ -495,6 +495,21 @@ class Workbench:
             raise UnknownProposalError(proposal_id)
         return OrderIntent.model_validate(proposed[0].payload["intent"])
 
+    def detail(self, proposal_id: str) -> dict[str, Any]:
+        """One proposal as the approver should see it: intent, simulation, decision, state."""
+        events = self.log.events(proposal_id=proposal_id)
+        latest: dict[str, dict[str, Any]] = {e.type: e.payload for e in events}
+        if EventType.ORDER_PROPOSED not in latest:
+            raise UnknownProposalError(proposal_id)
+        return {
+            "proposal_id": proposal_id,
+            "state": lifecycle.derive_state(events),
+            "intent": latest[EventType.ORDER_PROPOSED]["intent"],
+            "simulation": latest.get(EventType.ORDER_SIMULATED, {}).get("result"),
+            "decision": latest.get(EventType.RISK_GATE_EVALUATED),
+            "broker": self.label,
+        }
+
     def state(self, proposal_id: str) -> OrderState:
         return lifecycle.current_state(self.log, proposal_id)
 
