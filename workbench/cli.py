@@ -20,6 +20,7 @@ from workbench import __version__, trading_state
 from workbench.audit import AuditLog
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import HOME_ENV, POLICY_ENV, db_path, resolve_home, resolve_policy_dir
+from workbench.models import TradingState
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
@@ -110,22 +111,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _restrict(args: argparse.Namespace, state: TradingState) -> int:
+    with _open_log(args) as log:
+        change = trading_state.set_state(log, state, reason=args.reason, by=args.by or _os_user())
+    print(f"trading state: {change.state.value} by {change.by}: {change.reason}")
+    return EXIT_OK
+
+
 @_fails_cleanly
 def cmd_halt(args: argparse.Namespace) -> int:
     """Halt all trading (HALTED: every order is refused, cancels still go) until resumed."""
-    with _open_log(args) as log:
-        change = trading_state.halt(log, reason=args.reason, by=args.by or _os_user())
-    print(f"trading state: {change.state.value} by {change.by}: {change.reason}")
-    return EXIT_OK
+    return _restrict(args, TradingState.HALTED)
 
 
 @_fails_cleanly
 def cmd_reduce(args: argparse.Namespace) -> int:
     """Allow only risk-reducing orders (REDUCING) until resumed."""
-    with _open_log(args) as log:
-        change = trading_state.reduce(log, reason=args.reason, by=args.by or _os_user())
-    print(f"trading state: {change.state.value} by {change.by}: {change.reason}")
-    return EXIT_OK
+    return _restrict(args, TradingState.REDUCING)
 
 
 @_fails_cleanly

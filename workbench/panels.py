@@ -16,7 +16,7 @@ import ipywidgets as widgets
 from workbench.clock import SystemClock, replay_clock
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
-from workbench.workbench import Workbench
+from workbench.workbench import PROPOSAL_COLUMNS, Workbench
 
 PENDING = (OrderState.APPROVAL_REQUESTED,)
 SUBMITTABLE = (OrderState.APPROVAL_GRANTED,)
@@ -26,19 +26,8 @@ _RECENT = (
     OrderState.PARTIALLY_FILLED,
     OrderState.FILLED,
 )
-_SHOWN = [
-    "proposal_id",
-    "symbol",
-    "side",
-    "quantity",
-    "order_type",
-    "limit_price",
-    "stop",
-    "notional",
-    "decision",
-    "violations",
-    "state",
-]
+# The proposals table without the bookkeeping columns.
+_SHOWN = [c for c in PROPOSAL_COLUMNS if c not in ("proposed_at", "source", "correlation_id")]
 
 
 def _button(label: str, css: str, style: str = "") -> widgets.Button:

@@ -142,6 +142,24 @@ def _opening_stop(
     return smart_stop(side, entry, atr, stops.atr_multiplier, floor=stops.floor)
 
 
+def _size(
+    target: Decimal,
+    price: Decimal,
+    held: Decimal,
+    portfolio: PortfolioSnapshot,
+    sizing: SizingRules,
+) -> Decimal:
+    """Whole shares toward ``target`` of NAV, capped by AvailableFunds and the sizing rules."""
+    return quantity_for_target(
+        target_weight=target,
+        nav=portfolio.net_liquidation,
+        price=price,
+        held=held,
+        available_funds=portfolio.available_funds,
+        rules=sizing,
+    )
+
+
 def _cap_notional(qty: Decimal, price: Decimal, cap: Decimal) -> Decimal:
     most = (cap / price).to_integral_value(rounding="ROUND_DOWN")
     return max(min(qty, most), -most)
@@ -170,15 +188,9 @@ def rebalance(
         qty_held = held[symbol].quantity if symbol in held else Decimal(0)
         if nav > 0 and abs(qty_held * price / nav - target) <= targets.drift_band:
             continue
-        qty = quantity_for_target(
-            target_weight=target,
-            nav=nav,
-            price=price,
-            held=qty_held,
-            available_funds=portfolio.available_funds,
-            rules=sizing,
+        qty = _cap_notional(
+            _size(target, price, qty_held, portfolio, sizing), price, targets.max_order_notional
         )
-        qty = _cap_notional(qty, price, targets.max_order_notional)
         if qty == 0:
             continue
         side = Side.BUY if qty > 0 else Side.SELL
@@ -213,7 +225,6 @@ def from_signals(
     limit_offset_bps: Decimal = Decimal(10),
 ) -> list[OrderIntent]:
     """One intent per signal that needs a trade; SELL signals aim at −weight (0 closes)."""
-    nav = portfolio.net_liquidation
     held = {p.instrument.symbol: p.quantity for p in portfolio.positions}
     intents = []
     for signal in signals:
@@ -223,14 +234,7 @@ def from_signals(
             raise ProposalError(f"{signal.ticker}: no quote for the signal")
         target = signal.weight * signal.direction.sign
         qty_held = held.get(signal.ticker, Decimal(0))
-        qty = quantity_for_target(
-            target_weight=target,
-            nav=nav,
-            price=price,
-            held=qty_held,
-            available_funds=portfolio.available_funds,
-            rules=sizing,
-        )
+        qty = _size(target, price, qty_held, portfolio, sizing)
         if qty == 0:
             continue
         atr = signal.atr_per_share if signal.atr_per_share > 0 else market.atr(signal.ticker)

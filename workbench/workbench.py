@@ -516,7 +516,7 @@ class Workbench:
     def proposals(self, *, states: Iterable[OrderState] | None = None) -> pd.DataFrame:
         """One row per proposal: what it is, its decision, violations and current state."""
         rows = _proposal_rows(self.log.events(types=_PROPOSAL_VIEW_TYPES))
-        frame = pd.DataFrame(rows, columns=list(_PROPOSAL_COLUMNS))
+        frame = pd.DataFrame(rows, columns=list(PROPOSAL_COLUMNS))
         if states is not None:
             wanted = {s.value for s in states}
             frame = frame[frame["state"].isin(wanted)].reset_index(drop=True)
@@ -657,7 +657,7 @@ _PROPOSAL_VIEW_TYPES = (
     EventType.RISK_GATE_EVALUATED,
     *(EventType(t) for t in lifecycle.STATE_EVENT_TYPES),
 )
-_PROPOSAL_COLUMNS = (
+PROPOSAL_COLUMNS = (
     "proposal_id",
     "proposed_at",
     "symbol",
