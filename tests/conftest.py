@@ -7,9 +7,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from workbench.audit import AuditLog
 from workbench.clock import FixedClock
+
+# Two shared cores under load: judge examples by what they find, never by how long they take.
+settings.register_profile(
+    "workbench", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("workbench")
 
 # Wednesday 18 November 2026, 15:30 UTC = 10:30 in New York: the market is open.
 TRADING_NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
