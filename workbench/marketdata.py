@@ -215,7 +215,8 @@ def _parquet_rows(path: Path) -> Iterator[list[str]]:
     try:
         frame = pd.read_parquet(path)
     except ImportError as exc:
-        raise BarsFormatError(str(path), 0, "reading Parquet needs the parquet extra: pip install 'workbench[parquet]'") from exc
+        hint = "reading Parquet needs the parquet extra: pip install 'workbench[parquet]'"
+        raise BarsFormatError(str(path), 0, hint) from exc
     yield [str(c) for c in frame.columns]
     for values in frame.astype(str).itertuples(index=False):
         yield list(values)
