@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from decimal import Decimal
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from workbench import canonical
 from workbench.errors import MarketDataError, SimulationError
+from workbench.exposures import ExposureAfter
 from workbench.fastpath import per_object, trusted
 from workbench.intent_hash import intent_hash, intent_json, plain_decimal
 from workbench.models import (
@@ -275,3 +278,52 @@ def test_per_object_memory_is_by_identity_and_bounded() -> None:
     assert remember(a) == remember(a) == 1
     assert remember(b) == 2 and remember(c) == 3  # c overflows: the memory was dropped
     assert remember(a) == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    held=st.dictionaries(
+        st.sampled_from(["AAPL", "MSFT", "SPY", "IEF", "BRK.B"]),
+        st.integers(min_value=-300, max_value=300).filter(bool),
+        max_size=5,
+    ),
+    symbol=st.sampled_from(["AAPL", "MSFT", "SPY", "QQQ"]),
+    side=st.sampled_from(Side),
+    quantity=st.integers(min_value=1, max_value=400),
+)
+def test_shared_exposures_equal_the_full_dict(
+    held: dict[str, int], symbol: str, side: Side, quantity: int
+) -> None:
+    """The shared exposure view equals the full per-symbol dict, in dumps, JSON and round trips."""
+    held_positions = tuple(position(s, str(q), "250") for s, q in held.items())
+    book = portfolio(positions=held_positions, cash="1000000")
+    market = quote(symbol)
+    order = intent(instrument=stock(symbol), side=side, quantity=D(quantity))
+    sim = simulate(order, book, market, COSTS)
+    full = {p.instrument.symbol: p.quantity * p.market_price for p in book.positions}
+    full[symbol] = sim.position_after * sim.reference_price
+    view = sim.exposure_by_symbol_after
+    assert dict(view) == full and view == full and full == view
+    assert list(view) == list(full) and len(view) == len(full) and symbol in view
+    old = SimResult.model_validate({**sim.model_dump(), "exposure_by_symbol_after": full})
+    assert canonical.dumps(sim) == canonical.dumps(old)
+    assert sim.model_dump() == old.model_dump()
+    assert sim.model_dump(mode="json") == old.model_dump(mode="json")
+    assert sim.model_dump_json() == old.model_dump_json()
+    assert SimResult.model_validate(sim.model_dump()) == sim == old
+
+
+def test_shared_exposures_are_read_only() -> None:
+    """The exposure view cannot be changed, and the portfolio's shared exposures stay untouched."""
+    book = portfolio()
+    first = simulate(intent(), book, quote(), COSTS).exposure_by_symbol_after
+    sell = intent(instrument=stock("MSFT"), side=Side.SELL, quantity=D(50), protective_stop=None)
+    second = simulate(sell, book, quote("MSFT", "399.95", "400.05"), COSTS)
+    assert second.exposure_by_symbol_after["MSFT"] == 0 and first["MSFT"] == D(20000)
+    assert "AAPL" not in second.exposure_by_symbol_after
+    assert isinstance(first, ExposureAfter)
+    with pytest.raises(AttributeError):
+        first._exposure = D(0)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        first["AAPL"] = D(0)  # type: ignore[index]
+    assert copy.deepcopy(first) == pickle.loads(pickle.dumps(first)) == first

@@ -14,7 +14,12 @@ from pydantic import BaseModel
 K = TypeVar("K")
 V = TypeVar("V")
 M = TypeVar("M", bound=BaseModel)
-_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
+_FIELDS: dict[type[BaseModel], tuple[tuple[str, ...], frozenset[str]]] = {}
+# BaseModel's own slots, set through their descriptors: what object.__setattr__ would do, sooner.
+_SET_DICT = vars(BaseModel)["__dict__"].__set__
+_SET_FIELDS_SET = vars(BaseModel)["__pydantic_fields_set__"].__set__
+_SET_EXTRA = vars(BaseModel)["__pydantic_extra__"].__set__
+_SET_PRIVATE = vars(BaseModel)["__pydantic_private__"].__set__
 
 
 def trusted(cls: type[M], values: dict[str, Any]) -> M:
@@ -23,17 +28,20 @@ def trusted(cls: type[M], values: dict[str, Any]) -> M:
     For the hot path only. Every field must be given. It sets what ``model_construct`` sets,
     without its per-field loop; tests pin that the result equals a validated instance.
     """
-    fields = _FIELDS.get(cls)
-    if fields is None:
-        fields = _FIELDS.setdefault(cls, frozenset(cls.model_fields))
-    given = set(values)
-    if given != fields:
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS.setdefault(cls, (tuple(cls.model_fields), frozenset(cls.model_fields)))
+    order, fields = known
+    # The callers give the fields in declaration order: comparing that tuple is the cheap check;
+    # any other order falls back to comparing the sets.
+    if tuple(values) != order and set(values) != fields:
+        given = set(values)
         raise TypeError(f"{cls.__name__}: fields {sorted(fields ^ given)} do not match")
     obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", given)
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    _SET_DICT(obj, values)
+    _SET_FIELDS_SET(obj, set(fields))
+    _SET_EXTRA(obj, None)
+    _SET_PRIVATE(obj, None)
     return obj
 
 

@@ -67,16 +67,18 @@ def _instrument_json(n: Instrument) -> str:
 
 def intent_json(i: OrderIntent) -> str:
     """Canonical JSON of an intent, byte for byte what ``canonical.dumps`` writes, but faster."""
-    c = i.constraints
+    c, limit, stop = i.constraints, i.limit_price, i.stop_price
+    limit_json = "null" if limit is None else '"' + plain_decimal(limit) + '"'  # _dec, inline
+    stop_json = "null" if stop is None else '"' + plain_decimal(stop) + '"'
     return (
         f'{{"account":{_quote(i.account)},"constraints":{{"max_notional":{_dec(c.max_notional)},'
         f'"max_slippage_bps":{_dec(c.max_slippage_bps)}}},'
         f'"instrument":{_instrument_json(i.instrument)},'
         f'"is_propagated":{"true" if i.is_propagated else "false"},'
-        f'"limit_price":{_dec(i.limit_price)},"order_type":{_quote(i.order_type)},'
+        f'"limit_price":{limit_json},"order_type":{_quote(i.order_type)},'
         f'"protective_stop":{_stop_json(i.protective_stop)},"quantity":{_dec(i.quantity)},'
         f'"reason":{_quote(i.reason)},"side":{_quote(i.side)},"source":{_quote(i.source)},'
-        f'"stop_price":{_dec(i.stop_price)},"strategy_tag":{_quote(i.strategy_tag)},'
+        f'"stop_price":{stop_json},"strategy_tag":{_quote(i.strategy_tag)},'
         f'"time_in_force":{_quote(i.time_in_force)}}}'
     )
 

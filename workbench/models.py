@@ -6,6 +6,7 @@ rejected; times are timezone-aware. ``OrderIntent.intent_hash`` is the sha256 of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Self
@@ -16,11 +17,14 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    field_serializer,
     model_validator,
 )
 
 from workbench import canonical
+from workbench.exposures import ExposureAfter
 
 # Bounds that no sane order or account reaches; beyond them the input is treated as garbage.
 MAX_QUANTITY = Decimal("1000000000")
@@ -298,7 +302,9 @@ class SimResult(Frozen):
     nav_after: Amount
     position_before: SignedQuantity
     position_after: SignedQuantity
-    exposure_by_symbol_after: dict[str, Amount]
+    # A read-only mapping: the simulator shares the portfolio's exposures and overrides the traded
+    # symbol (workbench.exposures); validated input becomes a dict. Serialised as the full dict.
+    exposure_by_symbol_after: Mapping[str, Amount]
     weight_after: Ratio
     concentration_after: Ratio
     gross_exposure_after: NonNegativeAmount
@@ -307,6 +313,14 @@ class SimResult(Frozen):
     margin_impact: Amount
     positions_after: Annotated[int, Field(ge=0)]
     opens_or_increases: bool
+
+    @field_serializer("exposure_by_symbol_after", mode="wrap")
+    def _exposures_as_dict(
+        self, value: Mapping[str, Decimal], handler: SerializerFunctionWrapHandler
+    ) -> object:
+        if isinstance(value, ExposureAfter):
+            return handler(value.to_dict())
+        return handler(value if type(value) is dict else dict(value))
 
 
 class Violation(Frozen):

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from workbench.errors import MarketDataError, SimulationError
+from workbench.exposures import ExposureAfter
 from workbench.fastpath import per_object, trusted
 from workbench.intent_hash import intent_hash
 from workbench.models import (
@@ -73,10 +73,6 @@ def _build_index(portfolio: PortfolioSnapshot) -> PortfolioIndex:
 index_portfolio = per_object(_build_index, size=16)
 
 
-def _result(**values: Any) -> SimResult:
-    return trusted(SimResult, values)
-
-
 def cents(value: Decimal) -> Decimal:
     """``value`` rounded half-up to the cent."""
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
@@ -84,8 +80,13 @@ def cents(value: Decimal) -> Decimal:
 
 def fees(quantity: Decimal, notional: Decimal, costs: CostModel) -> Decimal:
     """Commission: per share, at least the minimum, at most a fraction of notional, to the cent."""
-    fee = max(quantity * costs.per_share, costs.min_per_order)
-    return cents(min(fee, notional * costs.max_pct_of_notional))
+    fee, floor = quantity * costs.per_share, costs.min_per_order
+    if floor > fee:  # max(fee, floor): the first on a tie
+        fee = floor
+    cap = notional * costs.max_pct_of_notional
+    if cap < fee:  # min(fee, cap): the first on a tie
+        fee = cap
+    return fee.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def slippage_per_share(
@@ -153,6 +154,14 @@ def _ratio(value: Decimal, what: str) -> Decimal:
     return value
 
 
+def _largest_other(top: tuple[tuple[Decimal, str], ...], symbol: str) -> Decimal:
+    """The largest |exposure| among the other symbols (``top`` holds the two largest)."""
+    for value, held in top:
+        if held != symbol:
+            return value
+    return ZERO
+
+
 def simulate(
     intent: OrderIntent,
     portfolio: PortfolioSnapshot,
@@ -164,7 +173,7 @@ def simulate(
     ref = reference_price(intent, market)
     index = index_portfolio(portfolio)
     symbol, qty, buy = intent.instrument.symbol, intent.quantity, intent.side is Side.BUY
-    sign = 1 if buy else -1
+    signed = qty if buy else -qty  # the change in the position
     worst, high = _prices(intent, ref, buy)
     notional = qty * high
     if notional > MAX_AMOUNT:
@@ -172,39 +181,40 @@ def simulate(
     fee = fees(qty, notional, costs)
     slip = cents(qty * slippage_per_share(market, ref, notional, costs))
     nav = portfolio.net_liquidation
-    nav_after = nav + sign * qty * (ref - worst) - fee - slip
+    nav_after = nav + signed * (ref - worst) - fee - slip
     if nav_after <= 0:
         raise SimulationError(f"NAV after the trade would be {nav_after}")
     before = index.quantity.get(symbol, ZERO)
-    after = before + sign * qty
+    after = before + signed
     if abs(after) > MAX_QUANTITY:
         raise SimulationError(f"position after the trade would be {after}")
     old_exposure = index.exposure.get(symbol, ZERO)
     new_exposure = after * ref
-    exposures = dict(index.exposure)
-    exposures[symbol] = new_exposure
-    gross = index.gross - abs(old_exposure) + abs(new_exposure)
-    others = next((v for v, s in index.top if s != symbol), ZERO)
-    return _result(
-        intent_hash=intent_hash(intent),
-        currency=portfolio.currency,
-        reference_price=ref,
-        notional=notional,
-        estimated_slippage=slip,
-        fees=fee,
-        cash_before=portfolio.cash,
-        cash_after=portfolio.cash - sign * qty * worst - fee - slip,
-        nav_before=nav,
-        nav_after=nav_after,
-        position_before=before,
-        position_after=after,
-        exposure_by_symbol_after=exposures,
-        weight_after=_ratio(new_exposure / nav_after, "weight"),
-        concentration_after=_ratio(max(abs(new_exposure), others) / nav_after, "concentration"),
-        gross_exposure_after=gross,
-        net_exposure_after=index.net - old_exposure + new_exposure,
-        leverage_after=_ratio(gross / nav_after, "leverage"),
-        margin_impact=costs.initial_margin_rate * (abs(new_exposure) - abs(before * ref)),
-        positions_after=index.count - (before != 0) + (after != 0),
-        opens_or_increases=abs(after) > abs(before) or before * after < 0,
-    )
+    size = abs(new_exposure)
+    gross = index.gross - abs(old_exposure) + size
+    largest = _largest_other(index.top, symbol)
+    size_or_largest = largest if largest > size else size  # max(size, largest)
+    values = {
+        "intent_hash": intent_hash(intent),
+        "currency": portfolio.currency,
+        "reference_price": ref,
+        "notional": notional,
+        "estimated_slippage": slip,
+        "fees": fee,
+        "cash_before": portfolio.cash,
+        "cash_after": portfolio.cash - signed * worst - fee - slip,
+        "nav_before": nav,
+        "nav_after": nav_after,
+        "position_before": before,
+        "position_after": after,
+        "exposure_by_symbol_after": ExposureAfter(index.exposure, symbol, new_exposure),
+        "weight_after": _ratio(new_exposure / nav_after, "weight"),
+        "concentration_after": _ratio(size_or_largest / nav_after, "concentration"),
+        "gross_exposure_after": gross,
+        "net_exposure_after": index.net - old_exposure + new_exposure,
+        "leverage_after": _ratio(gross / nav_after, "leverage"),
+        "margin_impact": costs.initial_margin_rate * (size - abs(before * ref)),
+        "positions_after": index.count - (before != 0) + (after != 0),
+        "opens_or_increases": abs(after) > abs(before) or before * after < 0,
+    }
+    return trusted(SimResult, values)

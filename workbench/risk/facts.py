@@ -137,6 +137,12 @@ class Facts:
         return self.history.sent_since(since, self.now)
 
     @cached_property
+    def sent_pairs(self) -> frozenset[tuple[str, Side]]:
+        """R13: the (symbol, side) pairs of ``sent_in_window``: most intents match none, and this
+        lookup spares hashing the intent's quantity."""
+        return frozenset((symbol, side) for symbol, side, _ in self.sent_in_window)
+
+    @cached_property
     def working(self) -> dict[tuple[str, Side], WorkingOrder]:
         """R13: the first working order per (symbol, side), in the history's order."""
         first: dict[tuple[str, Side], WorkingOrder] = {}

@@ -9,7 +9,6 @@ APPROVE (MINOR findings ride along as warnings).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import JsonValue
 
@@ -33,13 +32,10 @@ from workbench.risk.history import History
 from workbench.risk.rules import RULES, Context
 
 
-def _decision(**values: Any) -> RiskDecision:
-    """A RiskDecision from validated parts (its violations are validated models)."""
-    return trusted(RiskDecision, values)
-
-
 def decide(violations: tuple[Violation, ...]) -> Decision:
     """BLOCKER ⇒ REJECT, else MAJOR ⇒ REVIEW, else APPROVE."""
+    if not violations:
+        return Decision.APPROVE
     severities = {v.severity for v in violations}
     if Severity.BLOCKER in severities:
         return Decision.REJECT
@@ -117,11 +113,12 @@ def evaluate(
     state = trading_state if type(trading_state) is TradingState else TradingState(trading_state)
     context = Context(intent, sim, portfolio, market, policy, state, history, now)
     violations = _run_rules(context)
-    return _decision(
-        decision=decide(violations),
-        violations=violations,
-        computed=_computed(context),
-        policy_hash=context.facts.policy_hash,
-        intent_hash=digest,
-        evaluated_at=now,
-    )
+    values = {
+        "decision": decide(violations),
+        "violations": violations,
+        "computed": _computed(context),
+        "policy_hash": context.facts.policy_hash,
+        "intent_hash": digest,
+        "evaluated_at": now,
+    }
+    return trusted(RiskDecision, values)  # from validated parts (its violations are models)

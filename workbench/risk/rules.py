@@ -181,16 +181,20 @@ def check_staleness(c: Context) -> Sequence[Violation]:
     """R8: the quote and the portfolio snapshot are fresh (and not from the future)."""
     rules, skew = c.policy.freshness, c.facts.max_skew
     found: list[Violation] = []
-    for what, age, limit in (
-        ("quote", c.quote_age, rules.max_quote_age_seconds),
-        ("portfolio snapshot", c.facts.portfolio_age, rules.max_portfolio_age_seconds),
-    ):
-        if age > limit or -age > skew:
-            msg = f"{what} is {age:.0f}s old (allowed 0..{limit}s)"
-            found += deny(RuleId.R8_MARKET_DATA_STALE, BLOCKER, msg, age_seconds=age, limit=limit)
+    age, limit = c.quote_age, rules.max_quote_age_seconds
+    if age > limit or -age > skew:
+        found += _stale("quote", age, limit)
+    age, limit = c.facts.portfolio_age, rules.max_portfolio_age_seconds
+    if age > limit or -age > skew:
+        found += _stale("portfolio snapshot", age, limit)
     if c.market.synthetic:
         found += deny(RuleId.R8_MARKET_DATA_STALE, MINOR, "the quote is synthetic (paper data)")
     return found
+
+
+def _stale(what: str, age: float, limit: int) -> tuple[Violation]:
+    msg = f"{what} is {age:.0f}s old (allowed 0..{limit}s)"
+    return deny(RuleId.R8_MARKET_DATA_STALE, BLOCKER, msg, age_seconds=age, limit=limit)
 
 
 def check_max_drawdown(c: Context) -> Sequence[Violation]:
@@ -235,25 +239,31 @@ def check_price_collar(c: Context) -> Sequence[Violation]:
     """R12: limit and stop prices lie within the collar band around the reference price."""
     ref, band = c.sim.reference_price, c.policy.orders.price_collar_pct
     width = band * ref
+    limit, stop = c.intent.limit_price, c.intent.stop_price
     found: list[Violation] = []
-    for name, price in (("limit", c.intent.limit_price), ("stop", c.intent.stop_price)):
-        if price is not None and abs(price - ref) > width:
-            off = (price - ref) / ref
-            msg = f"{name} price {price:f} is {off:+.2%} from the reference {ref:f}"
-            msg += f" (band {band:.2%})"
-            found += deny(RuleId.R12_PRICE_COLLAR, BLOCKER, msg, price=price, reference=ref)
+    if limit is not None and abs(limit - ref) > width:
+        found += _outside_collar("limit", limit, ref, band)
+    if stop is not None and abs(stop - ref) > width:
+        found += _outside_collar("stop", stop, ref, band)
     return found
+
+
+def _outside_collar(name: str, price: Decimal, ref: Decimal, band: Decimal) -> tuple[Violation]:
+    off = (price - ref) / ref
+    msg = f"{name} price {price:f} is {off:+.2%} from the reference {ref:f} (band {band:.2%})"
+    return deny(RuleId.R12_PRICE_COLLAR, BLOCKER, msg, price=price, reference=ref)
 
 
 def check_duplicate(c: Context) -> Sequence[Violation]:
     """R13: the same symbol/side/qty was not sent within the window and is not working."""
     i, facts = c.intent, c.facts
     symbol, side = i.instrument.symbol, i.side
-    s = facts.sent_in_window.get((symbol, side, i.quantity))
+    pair = (symbol, side)
+    s = facts.sent_in_window.get((symbol, side, i.quantity)) if pair in facts.sent_pairs else None
     if s is not None:
         msg = f"the same {side} {i.quantity:f} {symbol} was sent at {utc_iso(s.at)}"
         return deny(RuleId.R13_DUPLICATE_ORDER, BLOCKER, msg, proposal_id=s.proposal_id or "")
-    w = facts.working.get((symbol, side))
+    w = facts.working.get(pair)
     if w is not None:
         msg = f"a {w.side} {w.quantity:f} {w.symbol} order is already working"
         sev = BLOCKER if w.quantity == i.quantity else MAJOR
@@ -299,12 +309,9 @@ def check_protective_stop(c: Context) -> Sequence[Violation]:
             return deny(RuleId.R16_PROTECTIVE_STOP, BLOCKER, "opening order has no protective stop")
         return PASS
     entry = c.intent.limit_price or sim.reference_price
-    long = sim.position_after > 0
-    wrong = (
-        stop.stop_price >= min(entry, sim.reference_price)
-        if long
-        else (stop.stop_price <= max(entry, sim.reference_price))
-    )
+    price, ref, long = stop.stop_price, sim.reference_price, sim.position_after > 0
+    # long: price >= min(entry, ref); short: price <= max(entry, ref)
+    wrong = (price >= entry or price >= ref) if long else (price <= entry or price <= ref)
     if wrong and sim.position_after != 0:
         side = "below" if long else "above"
         msg = f"protective stop {stop.stop_price:f} must be {side} the entry {entry:f}"
