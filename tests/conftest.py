@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from workbench.audit import AuditLog
 from workbench.clock import FixedClock
+from workbench.workbench import Workbench
 
 # Two shared cores under load: judge examples by what they find, never by how long they take.
 settings.register_profile(
@@ -42,3 +43,13 @@ def log(home: Path, clock: FixedClock) -> Iterator[AuditLog]:
     audit = AuditLog(home / "workbench.sqlite", clock=clock)
     yield audit
     audit.close()
+
+
+@pytest.fixture
+def wb(home: Path, clock: FixedClock) -> Iterator[Workbench]:
+    """The real facade on the paper broker with one registered approver (``wbkit.APPROVER``)."""
+    from wbkit import add_approver, open_wb
+
+    with open_wb(home, clock) as bench:
+        add_approver(bench)
+        yield bench

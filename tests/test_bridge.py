@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from wbkit import APPROVER, PASSPHRASE, add_approver, open_wb
+from wbkit import APPROVER, PASSPHRASE
 from wbkit import intent as valid_intent
 
 from workbench.audit import AuditLog
@@ -22,7 +20,6 @@ from workbench.bridge import (
 )
 from workbench.brokers.base import OrderRole
 from workbench.brokers.paper import PaperBroker
-from workbench.clock import FixedClock
 from workbench.errors import SimulationError
 from workbench.models import Decision, LiveSignal, Side
 from workbench.proposers import Market, StopRules, from_signals
@@ -36,15 +33,6 @@ RULES = SizingRules(min_order_size=D(1), max_order_size=D(10_000))
 def paper(log: AuditLog) -> PaperBroker:
     """The real embedded paper broker on the test's SQLite home."""
     return PaperBroker(log)
-
-
-@pytest.fixture
-def wb(home: Path, clock: FixedClock) -> Iterator[Workbench]:
-    """The real facade on the paper broker, with one registered approver."""
-    bench = open_wb(home, clock)
-    add_approver(bench)
-    yield bench
-    bench.close()
 
 
 # -- AccountMonitor --------------------------------------------------------------------------

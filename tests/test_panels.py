@@ -6,26 +6,13 @@ the click, is what proves a person approved.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from wbkit import APPROVER, PASSPHRASE, add_approver, intent, open_wb, parent_orders
+from wbkit import APPROVER, PASSPHRASE, intent, parent_orders
 
 from workbench.audit import EventType
-from workbench.clock import FixedClock
 from workbench.lifecycle import OrderState
 from workbench.models import TradingState
 from workbench.panels import ApprovalPanel
 from workbench.workbench import Workbench
-
-
-@pytest.fixture
-def wb(home: Path, clock: FixedClock) -> Iterator[Workbench]:
-    """A real facade with one registered approver."""
-    with open_wb(home, clock) as bench:
-        add_approver(bench)
-        yield bench
 
 
 def pending_panel(wb: Workbench) -> tuple[ApprovalPanel, str]:

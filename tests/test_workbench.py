@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +11,6 @@ from wbkit import (
     APPROVER,
     PASSPHRASE,
     POLICIES,
-    add_approver,
     counter_ids,
     intent,
     open_wb,
@@ -30,15 +28,6 @@ from workbench.workbench import Workbench
 
 D = Decimal
 DAY = "daily:2026-11-18"
-
-
-@pytest.fixture
-def wb(home: Path, clock: FixedClock) -> Iterator[Workbench]:
-    """The real facade on the paper broker with one registered approver."""
-    bench = open_wb(home, clock)
-    add_approver(bench)
-    yield bench
-    bench.close()
 
 
 def approved(
