@@ -9,17 +9,13 @@ Target: ≥ 25,000 intents/s (≤ 40 µs each) and 10,000 intents costing ≤ 11
 from __future__ import annotations
 
 import random
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from workbench.models import (  # noqa: E402
+from workbench.models import (
     Instrument,
     InstrumentType,
     MarketSnapshot,
@@ -32,10 +28,11 @@ from workbench.models import (  # noqa: E402
     Source,
     TradingState,
 )
-from workbench.policy import RiskPolicy, load_policy, load_strategy_params  # noqa: E402
-from workbench.risk import History, NavPoint, Submission, evaluate  # noqa: E402
-from workbench.sim import simulate  # noqa: E402
+from workbench.policy import RiskPolicy, load_policy, load_strategy_params
+from workbench.risk import History, NavPoint, Submission, evaluate
+from workbench.sim import simulate
 
+ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)  # a Wednesday, 10:30 in New York
 ACCOUNT = "DU123456"
 POSITIONS = 500

@@ -5,12 +5,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from workbench.audit import AuditLog, EventType
+from workbench.daily import exposure_frame
+from workbench.errors import WorkbenchError
+from workbench.workbench import Workbench
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
@@ -103,3 +108,28 @@ def test_bad_date_is_refused_before_anything_runs(home: Path) -> None:
     )
     assert run.returncode == 2
     assert not any(home.iterdir())
+
+
+def _pending(notional: object) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "proposal_id": "p1",
+                "symbol": "SPY",
+                "side": "SELL",
+                "quantity": Decimal(2),
+                "limit_price": Decimal(100),
+                "notional": notional,
+                "state": "APPROVAL_REQUESTED",
+            }
+        ]
+    )
+
+
+def test_exposure_after_uses_the_simulated_notional(wb: Workbench) -> None:
+    """A pending order moves 'after' by its simulated notional; a missing one is a fault."""
+    portfolio = wb.portfolio(record=False)
+    frame = exposure_frame(portfolio, _pending(Decimal("201.50")))
+    assert frame.loc[frame["symbol"] == "SPY", "after"].item() == -201.5
+    with pytest.raises(WorkbenchError, match="without a simulated notional"):
+        exposure_frame(portfolio, _pending(None))

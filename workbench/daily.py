@@ -180,14 +180,16 @@ def run_cycle(
 
 
 def exposure_frame(portfolio: PortfolioSnapshot, proposals: pd.DataFrame) -> pd.DataFrame:
-    """Market value by symbol now, and after every order awaiting approval fills at its limit."""
+    """Market value by symbol now, and after every order awaiting approval fills at its
+    simulated notional (a pending proposal without a simulation is a fault, not a zero)."""
     before = {p.instrument.symbol: p.market_value for p in portfolio.positions}
     after = dict(before)
     pending = proposals[proposals["state"] == OrderState.APPROVAL_REQUESTED.value]
     for row in pending.itertuples():
+        if row.notional is None or pd.isna(row.notional):
+            raise WorkbenchError(f"{row.proposal_id} awaits approval without a simulated notional")
         sign = 1 if row.side == "BUY" else -1
-        price = row.limit_price if row.limit_price is not None else Decimal(0)
-        after[row.symbol] = after.get(row.symbol, Decimal(0)) + sign * row.quantity * price
+        after[row.symbol] = after.get(row.symbol, Decimal(0)) + sign * row.notional
     symbols = sorted(set(before) | set(after))
     nav = portfolio.net_liquidation
     return pd.DataFrame(
