@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -125,7 +124,7 @@ _SELECT_CHAIN = (
 
 
 def _quote(value: str | None) -> str:
-    return "null" if value is None else encode_basestring_ascii(value)
+    return "null" if value is None else canonical.quote(value)
 
 
 def event_text(
