@@ -52,7 +52,8 @@ def test_audit_tail_prints_the_newest_events(
     """`workbench audit tail -n 2` prints the two newest events."""
     with AuditLog(home / "workbench.sqlite") as log:
         for i in range(3):
-            log.append(EventType.TOOL_CALLED, {"i": i}, actor="test")
+            payload = {"tool": "t", "arguments": {"i": i}, "outcome": "ok", "detail": ""}
+            log.append(EventType.TOOL_CALLED, payload, actor="test")
     assert main(["audit", "tail", "-n", "2", "--home", str(home)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["2", "3"]

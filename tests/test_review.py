@@ -6,7 +6,7 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
-from wbkit import APPROVER, PASSPHRASE, add_approver, intent, open_wb
+from wbkit import APPROVER, CREDENTIAL, add_approver, intent, open_wb
 
 from workbench.clock import FixedClock
 from workbench.models import Side
@@ -18,11 +18,11 @@ def busy_home(home: Path, clock: FixedClock) -> str:
     with open_wb(home, clock) as wb:
         add_approver(wb)
         filled = wb.run(intent(wb, "SPY", 10), actor="test")
-        grant = wb.approve(filled.proposal_id, APPROVER, PASSPHRASE)
+        grant = wb.approve(filled.proposal_id, CREDENTIAL)
         wb.submit(filled.proposal_id, grant.token)
         wb.run(intent(wb, "QQQ", 10, Side.SELL, stop=False), actor="test")  # a short: rejected
         wb.halt("lunch", by="ops")
-        wb.resume("back", approver=APPROVER, passphrase=PASSPHRASE)
+        wb.resume("back", CREDENTIAL)
         return filled.proposal_id
 
 

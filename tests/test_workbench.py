@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from wbkit import (
     APPROVER,
-    PASSPHRASE,
+    CREDENTIAL,
     POLICIES,
     counter_ids,
     intent,
@@ -19,6 +19,7 @@ from wbkit import (
 
 from workbench import trading_state
 from workbench.audit import EventType
+from workbench.authority import Credential
 from workbench.brokers.base import OrderStatus
 from workbench.clock import FixedClock
 from workbench.errors import ApprovalError, TradingHaltedError
@@ -36,7 +37,7 @@ def approved(
     """Run an intent to APPROVAL_REQUESTED and approve it: (proposal id, token)."""
     outcome = wb.run(intent(wb, symbol, qty, side, stop=side is Side.BUY), actor="test")
     assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
-    grant = wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE)
+    grant = wb.approve(outcome.proposal_id, CREDENTIAL)
     return outcome.proposal_id, grant.token
 
 
@@ -51,7 +52,10 @@ def trip_breaker(wb: Workbench) -> None:
         update={"net_liquidation": now.net_liquidation * D("1.1"),
                 "timestamp": now.timestamp - timedelta(hours=1)}
     )  # fmt: skip
-    trading_state.record_portfolio_snapshot(wb.log, richer, wb.params.circuit_breaker)
+    assert wb.authority is not None
+    trading_state.record_portfolio_snapshot(
+        wb.log, richer, wb.params.circuit_breaker, key=wb.authority.key
+    )
 
 
 # -- the happy path --------------------------------------------------------------------------
@@ -69,7 +73,7 @@ def test_happy_path_from_proposal_to_fill_on_the_paper_broker(wb: Workbench) -> 
     assert wb.state(pid) is OrderState.RISK_APPROVED
     wb.request_approval(pid)
     assert wb.state(pid) is OrderState.APPROVAL_REQUESTED
-    grant = wb.approve(pid, APPROVER, PASSPHRASE)
+    grant = wb.approve(pid, CREDENTIAL)
     assert wb.state(pid) is OrderState.APPROVAL_GRANTED and grant.approvers == (APPROVER,)
     assert wb.submit(pid, grant.token) is OrderState.FILLED
     parent = next(o for o in wb.broker.orders() if o.proposal_id == pid)
@@ -123,9 +127,9 @@ def test_submit_while_halted_then_no_order_reaches_broker_and_token_survives(
     assert wb.state(pid) is OrderState.APPROVAL_GRANTED
     assert "OrderSubmitted" not in types(wb, pid)
     with pytest.raises(ApprovalError):
-        wb.resume("looked into it", approver=APPROVER, passphrase="wrong passphrase!")
+        wb.resume("looked into it", Credential(APPROVER, "wrong passphrase!"))
     assert wb.trading_state() is TradingState.HALTED
-    wb.resume("looked into it", approver=APPROVER, passphrase=PASSPHRASE)
+    wb.resume("looked into it", CREDENTIAL)
     assert wb.submit(pid, token) is OrderState.FILLED
     assert parent_orders(wb) == [pid]
 
@@ -155,9 +159,9 @@ def test_review_decision_needs_an_override_reason(wb: Workbench) -> None:
     assert outcome.decision is not None and outcome.decision.decision is Decision.REVIEW
     pid = outcome.proposal_id
     with pytest.raises(ApprovalError, match="override reason"):
-        wb.approve(pid, APPROVER, PASSPHRASE)
+        wb.approve(pid, CREDENTIAL)
     assert wb.state(pid) is OrderState.APPROVAL_REQUESTED
-    grant = wb.approve(pid, APPROVER, PASSPHRASE, override_reason="provenance checked by hand")
+    grant = wb.approve(pid, CREDENTIAL, override_reason="provenance checked by hand")
     granted = wb.log.events(proposal_id=pid, types=(EventType.APPROVAL_GRANTED,))[0]
     assert granted.payload["override_reason"] == "provenance checked by hand"
     assert wb.submit(pid, grant.token) is OrderState.FILLED
@@ -168,7 +172,7 @@ def test_a_gate_reject_is_never_approvable(wb: Workbench) -> None:
     outcome = wb.run(intent(wb, stop=False), actor="quant")
     assert outcome.state is OrderState.RISK_REJECTED
     with pytest.raises(ApprovalError):
-        wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE, override_reason="I insist")
+        wb.approve(outcome.proposal_id, CREDENTIAL, override_reason="I insist")
     assert "ApprovalGranted" not in types(wb, outcome.proposal_id)
 
 
@@ -272,7 +276,7 @@ def test_cancel_is_allowed_while_halted(wb: Workbench) -> None:
         update={"limit_price": (quote.bid * D("0.98")).quantize(D("0.01"))}
     )
     outcome = wb.run(resting, actor="test")
-    grant = wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE)
+    grant = wb.approve(outcome.proposal_id, CREDENTIAL)
     assert wb.submit(outcome.proposal_id, grant.token) is OrderState.CONFIRMED  # resting
     pending, _ = approved(wb, "QQQ", 5)
     wb.halt("stop everything", by="ops")

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from workbench import trading_state
 from workbench.bridge import SizingRules
 from workbench.clock import Clock, FixedClock, SystemClock
 from workbench.errors import ConfigError, WorkbenchError
@@ -161,7 +160,7 @@ def run_cycle(
     proposals = wb.proposals()
     today = proposals[proposals["correlation_id"] == correlation_id].reset_index(drop=True)
     waiting = {OrderState.APPROVAL_REQUESTED.value}
-    change = trading_state.read_state(wb.log)
+    change = wb.state_change()
     seq, digest = wb.log.head()
     return CycleReport(
         as_of=as_of,

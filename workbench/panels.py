@@ -16,7 +16,7 @@ import ipywidgets as widgets
 from workbench.clock import SystemClock, replay_clock
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
-from workbench.workbench import PROPOSAL_COLUMNS, Workbench
+from workbench.workbench import PROPOSAL_COLUMNS, Credential, ProposalRecord, Workbench
 
 PENDING = (OrderState.APPROVAL_REQUESTED,)
 SUBMITTABLE = (OrderState.APPROVAL_GRANTED,)
@@ -122,16 +122,17 @@ class ApprovalPanel:
         pid = self.choice.value
         self.detail.value = "" if not pid else _detail_html(self.wb.detail(pid))
 
+    def _credential(self) -> Credential:
+        """What the person typed; the library verifies it (this panel only collects it)."""
+        return Credential(self.approver.value.strip(), self.passphrase.value)
+
     def approve(self) -> None:
         pid = self.choice.value
         if not pid:
             return self._say("Choose a proposal first.", ok=False)
         try:
             grant = self.wb.approve(
-                pid,
-                self.approver.value,
-                self.passphrase.value,
-                override_reason=self.reason.value or None,
+                pid, self._credential(), override_reason=self.reason.value or None
             )
         except WorkbenchError as exc:
             return self._say(f"Approval refused: {exc}", ok=False)
@@ -150,7 +151,7 @@ class ApprovalPanel:
         if not pid:
             return self._say("Choose a proposal first.", ok=False)
         try:
-            self.wb.reject(pid, self.approver.value, self.passphrase.value, self.reason.value)
+            self.wb.reject(pid, self._credential(), self.reason.value)
         except WorkbenchError as exc:
             return self._say(f"Reject refused: {exc}", ok=False)
         finally:
@@ -220,29 +221,27 @@ _SIM_FIGURES = (
 )
 
 
-def _detail_html(detail: dict[str, Any]) -> str:
-    intent = detail["intent"]
-    stop = (intent.get("protective_stop") or {}).get("stop_price", "none")
+def _detail_html(record: ProposalRecord) -> str:
+    intent, sim = record.intent, record.sim
+    stop = "none" if intent.protective_stop is None else intent.protective_stop.stop_price
     lines = [
-        f"<b>{html.escape(detail['proposal_id'])}</b>: {intent['side']} {intent['quantity']} "
-        f"{html.escape(intent['instrument']['symbol'])} {intent['order_type']} "
-        f"limit {intent['limit_price']} stop {stop} ({intent['time_in_force']}, "
-        f"source {intent['source']}{', PROPAGATED' if intent['is_propagated'] else ''})",
-        f"Reason: {html.escape(intent['reason'] or '-')}",
+        f"<b>{html.escape(record.proposal_id)}</b>: {intent.side.value} {intent.quantity} "
+        f"{html.escape(intent.symbol)} {intent.order_type.value} "
+        f"limit {intent.limit_price} stop {stop} ({intent.time_in_force.value}, "
+        f"source {intent.source.value}{', PROPAGATED' if intent.is_propagated else ''})",
+        f"Reason: {html.escape(intent.reason or '-')}",
     ]
-    sim = detail["simulation"] or {}
-    if sim:
+    if sim is not None:
         lines.append(
-            "Simulation: "
-            + ", ".join(f"{name} {sim[name]}" for name in _SIM_FIGURES if name in sim)
+            "Simulation: " + ", ".join(f"{name} {getattr(sim, name)}" for name in _SIM_FIGURES)
         )
-    decision = detail["decision"] or {}
-    findings = decision.get("violations", [])
+    decision = None if record.decision is None else record.decision.data
+    findings = () if decision is None else decision.violations
     lines.append(
-        f"Gate: {decision.get('decision', '-')}"
+        f"Gate: {'-' if decision is None else decision.decision.value}"
         + "".join(
-            f"<br>&nbsp;&nbsp;{html.escape(v['rule_id'])} ({v['severity']}): "
-            f"{html.escape(v['message'])}"
+            f"<br>&nbsp;&nbsp;{html.escape(v.rule_id.value)} ({v.severity.value}): "
+            f"{html.escape(v.message)}"
             for v in findings
         )
     )

@@ -13,9 +13,18 @@ from decimal import Decimal
 
 import pandas as pd
 
+from workbench import canonical
 from workbench.audit import AuditLog, EventType, VerifyResult
 from workbench.errors import ConfigError
+from workbench.events import (
+    BrokerUpdate,
+    CircuitBreakerTripped,
+    KillSwitchActivated,
+    KillSwitchReleased,
+    RiskGateEvaluated,
+)
 from workbench.home import db_path
+from workbench.risk.state import state_of
 
 FILL_TYPES = (
     EventType.ORDER_FILLED,
@@ -88,11 +97,11 @@ class Review:
         by_rule: Counter[tuple[str, str]] = Counter()
         outcomes: Counter[str] = Counter()
         for event in decisions:
-            payload = event.payload
-            outcomes[str(payload.get("decision"))] += 1
-            for v in payload.get("violations", []):
-                by_rule[(v["rule_id"], v["severity"])] += 1
-            if payload.get("fault"):
+            decision = event.data_as(RiskGateEvaluated)
+            outcomes[decision.decision.value] += 1
+            for v in decision.violations:
+                by_rule[(v.rule_id.value, v.severity.value)] += 1
+            if decision.fault:
                 by_rule[("FAULT", "BLOCKER")] += 1
         rows = [
             {"rule_id": rule, "severity": sev, "count": n, "rate": n / total if total else 0.0}
@@ -105,20 +114,21 @@ class Review:
         """Every fill in the range with its commission and realised P&L, and the totals."""
         rows = []
         for event in self.log.events(types=FILL_TYPES, since=self.since, until=self.until):
-            fill = event.payload.get("fill")
-            if not fill:
+            update = event.data_as(BrokerUpdate)
+            fill = update.fill
+            if fill is None:
                 continue
             rows.append(
                 {
-                    "time": fill["time"],
-                    "proposal_id": fill.get("proposal_id"),
-                    "symbol": fill["instrument"]["symbol"],
-                    "side": fill["side"],
-                    "quantity": Decimal(fill["quantity"]),
-                    "price": Decimal(fill["price"]),
-                    "commission": Decimal(fill["commission"]),
-                    "realized_pnl": Decimal(fill["realized_pnl"]),
-                    "broker": event.payload.get("broker", ""),
+                    "time": canonical.utc_iso(fill.time),
+                    "proposal_id": fill.proposal_id,
+                    "symbol": fill.instrument.symbol,
+                    "side": fill.side.value,
+                    "quantity": fill.quantity,
+                    "price": fill.price,
+                    "commission": fill.commission,
+                    "realized_pnl": fill.realized_pnl,
+                    "broker": update.broker,
                 }
             )
         frame = pd.DataFrame(
@@ -141,16 +151,24 @@ class Review:
         return frame
 
     def trading_states(self) -> pd.DataFrame:
-        """Every trading-state change in the range: when, to what, by whom and why."""
-        rows = [
-            {
-                "ts": e.ts,
-                "event": e.type,
-                "state": e.payload.get("state", "HALTED"),
-                "by": e.payload.get("by", e.actor),
-                "reason": e.payload.get("reason", ""),
-            }
-            for e in self.log.events(types=STATE_TYPES, since=self.since, until=self.until)
-        ]
+        """Every trading-state change recorded in the range: when, to what, by whom and why.
+
+        As recorded: this read-only view holds no approval key, so it cannot tell a release that
+        verifies from one that does not (``workbench doctor`` and ``status`` can)."""
+        rows = []
+        for e in self.log.events(types=STATE_TYPES, since=self.since, until=self.until):
+            data = e.data
+            assert isinstance(
+                data, KillSwitchActivated | KillSwitchReleased | CircuitBreakerTripped
+            )
+            rows.append(
+                {
+                    "ts": e.ts,
+                    "event": e.type,
+                    "state": state_of(data).value,
+                    "by": data.by,
+                    "reason": data.reason,
+                }
+            )
         print(f"{len(rows)} trading-state changes")
         return pd.DataFrame(rows, columns=["ts", "event", "state", "by", "reason"])
