@@ -12,10 +12,10 @@ from helpers import ALICE_CRED, BOB, BOB_CRED, authority_with, payload_for, raw_
 
 from workbench import canonical, trading_state
 from workbench.audit import AuditLog, EventType
-from workbench.authority import Authority
+from workbench.authority import Authority, Credential
 from workbench.cli import main
 from workbench.clock import FixedClock
-from workbench.errors import AuditError, GuardedEventError, TradingHaltedError
+from workbench.errors import ApprovalError, AuditError, GuardedEventError, TradingHaltedError
 from workbench.lifecycle import advance
 from workbench.models import Side, TradingState
 from workbench.policy import CircuitBreakerConfig
@@ -221,3 +221,73 @@ def test_cli_halt_status_resume_round_trip(
     assert main(["reduce", "--reason", "risk off", "--by", "alice", "--home", str(home)]) == 0
     with AuditLog(home / "workbench.sqlite") as log:
         assert trading_state.current_state(log, None) is TradingState.REDUCING
+
+
+# -- releases that do not verify ---------------------------------------------------------------
+
+
+def _forged_release(log: AuditLog, payload_json: str | None = None) -> None:
+    """A KillSwitchReleased chained straight into the file, as code with raw access could."""
+    if payload_json is None:
+        payload_json = canonical.dumps(
+            {"state": "ACTIVE", "reason": "let me trade", "by": "mallory", "mac": "f" * 64}
+        )
+    raw_insert(log, "KillSwitchReleased", payload_json)
+
+
+def test_a_raw_inserted_release_keeps_trading_halted_and_is_reported(
+    log: AuditLog, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A release written behind the workbench's back (the chain still verifies) does not lift a
+    HALT in the verified fold; its seq is reported, and `workbench doctor` names it. A keyless
+    reader sees it as recorded, marked unverified."""
+    authority = people(log, home)
+    trading_state.halt(log, reason="drill", by="ops")
+    _forged_release(log)
+    assert log.verify().ok
+    verified = trading_state.read_state(log, authority.key)
+    assert verified.state is TradingState.HALTED and verified.refused == (log.head()[0],)
+    recorded = trading_state.read_state(log, None)
+    assert recorded.state is TradingState.ACTIVE and not recorded.verified
+    assert main(["doctor", "--home", str(home)]) == 1
+    assert "does not verify: ignored" in capsys.readouterr().err
+
+
+def test_a_copied_valid_release_does_not_verify_in_its_new_place(log: AuditLog, home: Path) -> None:
+    """A real release's payload, replayed after a new HALT, is bound to its old seq and previous
+    hash: it does not verify and the HALT holds."""
+    authority = people(log, home)
+    trading_state.halt(log, reason="first", by="ops")
+    trading_state.resume(authority, BOB_CRED, reason="checked")
+    (release,) = log.events(types=(EventType.KILL_SWITCH_RELEASED,))
+    trading_state.halt(log, reason="second", by="ops")
+    _forged_release(log, release.payload_json)
+    state = trading_state.read_state(log, authority.key)
+    assert state.state is TradingState.HALTED and state.reason == "second"
+
+
+def test_resume_through_the_library_needs_a_verified_credential(log: AuditLog, home: Path) -> None:
+    """The old keyword call, a bare name, an unknown approver or a wrong passphrase never lift a
+    HALT; an enrolled approver's right passphrase does."""
+    authority = people(log, home)
+    trading_state.halt(log, reason="drill", by="ops")
+    with pytest.raises(TypeError):
+        trading_state.resume(log, approver="bob", reason="old api")  # type: ignore[call-arg]
+    for offered in ("bob", Credential("mallory", "mallory's passphrase"), Credential(BOB, "x")):
+        with pytest.raises(ApprovalError):
+            trading_state.resume(authority, offered, reason="try")  # type: ignore[arg-type]
+    assert trading_state.current_state(log, authority.key) is TradingState.HALTED
+    with pytest.raises(ApprovalError, match="use resume"):
+        trading_state.set_state(log, TradingState.ACTIVE, reason="x", by="mallory")
+    trading_state.resume(authority, BOB_CRED, reason="checked")
+    assert trading_state.current_state(log, authority.key) is TradingState.ACTIVE
+
+
+def test_a_reduce_written_while_halted_never_lifts_the_halt(log: AuditLog, home: Path) -> None:
+    """Even if a REDUCING activation lands while HALTED (via a forged release and the table),
+    the verified fold keeps HALTED until a verified release."""
+    authority = people(log, home)
+    trading_state.halt(log, reason="drill", by="ops")
+    _forged_release(log)
+    trading_state.reduce(log, reason="sneak", by="mallory")  # the table sees the forged ACTIVE
+    assert trading_state.current_state(log, authority.key) is TradingState.HALTED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ from wbkit import (
     APPROVER,
     CREDENTIAL,
     POLICIES,
+    add_approver,
     counter_ids,
     intent,
     open_wb,
@@ -329,3 +331,59 @@ def test_expired_token_sends_nothing(wb: Workbench, clock: FixedClock) -> None:
     with pytest.raises(ApprovalError, match="expired"):
         wb.submit(pid, token)
     assert parent_orders(wb) == [] and wb.state(pid) is OrderState.APPROVAL_GRANTED
+
+
+# -- authority -------------------------------------------------------------------------------
+
+
+def test_someone_never_enrolled_cannot_approve_reject_or_resume(wb: Workbench) -> None:
+    """mallory, who enrolled herself nowhere, is refused at every authority-raising call."""
+    mallory = Credential("mallory", "mallory's passphrase")
+    outcome = wb.run(intent(wb), actor="quant")
+    wb.halt("drill", by="ops")
+    for call in (
+        lambda: wb.approve(outcome.proposal_id, mallory),
+        lambda: wb.reject(outcome.proposal_id, mallory, "no"),
+        lambda: wb.resume("let me", mallory),
+    ):
+        with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
+            call()
+    assert wb.state(outcome.proposal_id) is OrderState.APPROVAL_REQUESTED
+    assert wb.trading_state() is TradingState.HALTED and parent_orders(wb) == []
+
+
+def test_a_proposer_only_handle_reads_and_proposes_but_holds_no_authority(
+    home: Path, clock: FixedClock
+) -> None:
+    """The read-and-propose handle (the MCP server's) never reads the approval key, the
+    approvers or the spent tokens; it proposes, and every authority-raising call refuses."""
+    with open_wb(home, clock) as full:
+        add_approver(full)
+        pid, token = approved(full)
+    (home / "approval.key").chmod(0o000)  # a handle that opened it would fail on it
+
+    def deny_secrets(action: int, table: str | None, *_: object) -> int:
+        return sqlite3.SQLITE_DENY if table in ("approvers", "token_uses") else sqlite3.SQLITE_OK
+
+    wb = Workbench.open(
+        home, "paper", policy_dir=POLICIES, clock=clock, ids=counter_ids("m"), proposer_only=True
+    )
+    try:
+        wb.log.conn.set_authorizer(deny_secrets)
+        with pytest.raises(sqlite3.DatabaseError, match="prohibited"):
+            wb.log.conn.execute("SELECT name FROM approvers")  # the guard is real
+        outcome = wb.run(intent(wb, "QQQ", 3), actor="mcp")
+        assert outcome.state is OrderState.APPROVAL_REQUESTED
+        assert wb.authority is None and wb.approvals is None
+        assert wb.status()["trading_state_verified"] is False
+        for call in (
+            lambda: wb.approve(outcome.proposal_id, CREDENTIAL),
+            lambda: wb.submit(pid, token),
+            lambda: wb.resume("x", CREDENTIAL),
+        ):
+            with pytest.raises(ApprovalError, match="read-and-propose only"):
+                call()
+        assert parent_orders(wb) == []
+    finally:
+        wb.close()
+        (home / "approval.key").chmod(0o600)

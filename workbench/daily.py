@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from workbench import privacy
 from workbench.bridge import SizingRules
 from workbench.clock import Clock, FixedClock, SystemClock
 from workbench.errors import ConfigError, WorkbenchError
@@ -389,7 +390,8 @@ def run_notebook(
     import papermill as pm
 
     out_dir = home / as_of.isoformat()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    privacy.make_home(home)  # a home made here is private (0700) like any other
+    out_dir.mkdir(exist_ok=True)
     output = out_dir / NOTEBOOK_NAME
     params = {
         "as_of": as_of.isoformat(),

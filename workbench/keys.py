@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from workbench import canonical
+from workbench import canonical, privacy
 from workbench.errors import ApprovalError
 
 KEY_FILE = "approval.key"
@@ -69,7 +69,7 @@ def verify(key: bytes | None, domain: str, fields: Any, given: str) -> bool:
 
 def _create_key(path: Path) -> None:
     """Write a fresh random key to ``path`` atomically (0600); a concurrent creator may win."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    privacy.make_home(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:

@@ -149,6 +149,22 @@ def derive_state(found: Iterable[Event]) -> OrderState | None:
     return state
 
 
+def illegal_step(found: Iterable[Event]) -> str | None:
+    """The first of a proposal's events (oldest first) that the table does not allow, said in
+    words; None when every state change follows the table. Events written through
+    :func:`advance` always do: one that does not was written behind the workbench's back."""
+    state: OrderState | None = None
+    for event in found:
+        target = event_state(event)
+        if target is None:
+            continue
+        if target not in TRANSITIONS[state]:
+            was = "nothing" if state is None else state.value
+            return f"event {event.seq} moves it from {was} to {target.value}"
+        state = target
+    return None
+
+
 def current_state(log: AuditLog, proposal_id: str) -> OrderState:
     """The derived state of an existing proposal; raises if there is none."""
     state = derive_state(log.events(proposal_id=proposal_id))

@@ -5,7 +5,8 @@ from the audit log and the approval key, and any link missing is a refusal:
 
 1. the permit's intent hashes to its ``intent_hash``;
 2. the event at ``submitted_seq`` is the proposal's ``OrderSubmitted`` for that hash and
-   ``order_ref``, and the proposal now stands at SUBMITTED;
+   ``order_ref``, every state change of the proposal follows the lifecycle table, and it now
+   stands at SUBMITTED;
 3. a ``token_uses`` row for that token id, proposal and seq: written in the same transaction by
    the only code that spends tokens;
 4. the proposal's latest ``ApprovalGranted`` before it, whose MAC verifies with the approval key
@@ -33,7 +34,7 @@ from workbench.errors import AuditError, CanonicalizationError, WorkbenchError
 from workbench.events import OrderSubmitted
 from workbench.intent_hash import intent_hash
 from workbench.keys import ApprovalKey
-from workbench.lifecycle import OrderState
+from workbench.lifecycle import OrderState, illegal_step
 from workbench.models import Decision, OrderIntent, SubmitPermit, TradingState
 from workbench.records import ProposalRecord
 from workbench.trading_state import read_state
@@ -69,7 +70,13 @@ class PermitCheck:
         submitted = self._submitted(permit)
         if isinstance(submitted, str):
             return submitted
-        record = records.load(self.log, permit.proposal_id, until_seq=permit.submitted_seq)
+        found = self.log.events(proposal_id=permit.proposal_id)
+        illegal = illegal_step(found)
+        if illegal is not None:
+            return f"the proposal's events do not follow the lifecycle table ({illegal})"
+        record = records.fold(e for e in found if e.seq <= permit.submitted_seq)
+        if record is None:
+            return "the proposal was never proposed"
         for check in (_intent_problem, _token_problem, _grant_problem, _decision_problem):
             problem = check(self.log, key, permit, submitted, record)
             if problem is not None:
