@@ -381,11 +381,12 @@ def run_notebook(
     signals_path: Path | None = None,
     universe: str = "",
     bars_path: Path | None = None,
+    progress: bool = False,
 ) -> NotebookRun:
     """Execute the daily notebook into ``<home>/<as_of>/`` and write its code-free HTML.
 
     A failing cell still leaves the executed notebook (papermill writes it with the error shown)
-    and its HTML; ``ok`` is then False.
+    and its HTML; ``ok`` is then False. ``progress`` shows a bar of the cells run (on stderr).
     """
     import papermill as pm
 
@@ -410,7 +411,9 @@ def run_notebook(
             parameters=params,
             kernel_name="python3",
             cwd=str(out_dir),
-            progress_bar=False,
+            progress_bar=progress,
+            # The kernel's own start-up notices are not the report's business.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"

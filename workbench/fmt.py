@@ -130,10 +130,20 @@ def wrap(text: str, width: int, indent: str = "") -> list[str]:
     ) or [indent]
 
 
-def columns(rows: Iterable[tuple[str, ...]], *, gap: str = "  ") -> list[str]:
-    """Rows of text cells aligned in columns (each column as wide as its widest cell)."""
+def columns(
+    rows: Iterable[tuple[str, ...]], *, gap: str = "  ", right: Iterable[int] = ()
+) -> list[str]:
+    """Rows of text cells aligned in columns (each as wide as its widest cell); the columns
+    numbered in ``right`` (numbers) are right-aligned."""
     table = [tuple(r) for r in rows]
     if not table:
         return []
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return [gap.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    flush = set(right)
+    return [
+        gap.join(
+            c.rjust(w) if i in flush else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in table
+    ]

@@ -159,7 +159,7 @@ class ApprovalPanel:
         self._header()
         frame = self._listed()
         rows = list_rows(frame, self.wb.clock.now())
-        lines = fmt.columns([LIST_HEADER, *rows])
+        lines = fmt.columns([LIST_HEADER, *rows], right=(2, 3, 6))
         self.list_head.value = (
             f'<div class="wb-list-head">{html.escape(lines[0]) if rows else ""}</div>'
         )
@@ -317,7 +317,9 @@ class ApprovalPanel:
             f"Proposals listed: {len(frame)}",
             *(
                 "  " + line
-                for line in fmt.columns([LIST_HEADER, *list_rows(frame, self.wb.clock.now())])
+                for line in fmt.columns(
+                    [LIST_HEADER, *list_rows(frame, self.wb.clock.now())], right=(2, 3, 6)
+                )
             ),
         ]
         if self._shown:
