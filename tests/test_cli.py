@@ -16,8 +16,8 @@ import workbench.workbench as workbench_module
 from workbench import cli
 from workbench.audit import AuditLog, EventType
 from workbench.cli import build_parser, main
-from workbench.cli_format import findings
 from workbench.clock import FixedClock
+from workbench.fmt import findings
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))

@@ -3,7 +3,6 @@ order ticket. Pure text functions; the command handlers in ``cli.py`` call them.
 
 from __future__ import annotations
 
-import re
 import shutil
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -16,31 +15,11 @@ if TYPE_CHECKING:
     from workbench.ticket import Execution
 
 WIDTH = 100
-_SEVERITY = ("BLOCKER", "MAJOR", "MINOR")
-# The proposals view joins findings as "R11_TRADING_WINDOW (BLOCKER): message; R8_… (MINOR): …".
-_FINDING = re.compile(r"(R\d{1,2})_[A-Z0-9_]+ \((BLOCKER|MAJOR|MINOR)\): ")
 
 
 def terminal_width(limit: int = WIDTH) -> int:
     """The terminal's width, at most ``limit`` (and at least 60) columns."""
     return max(60, min(limit, shutil.get_terminal_size((limit, 24)).columns))
-
-
-def findings(text: str) -> list[tuple[str, str, str]]:
-    """(rule, severity, message) from the proposals view's violations text, blockers first.
-
-    Text that is not a list of findings (a simulation fault) is one BLOCKER with rule "FAULT".
-    """
-    if not text:
-        return []
-    marks = list(_FINDING.finditer(text))
-    if not marks or marks[0].start() != 0:
-        return [("FAULT", "BLOCKER", text)]
-    found = []
-    for mark, after in zip(marks, [*marks[1:], None], strict=True):
-        end = after.start() - 2 if after is not None else len(text)  # drop the "; " joiner
-        found.append((mark.group(1), mark.group(2), text[mark.end() : end]))
-    return sorted(found, key=lambda f: _SEVERITY.index(f[1]))
 
 
 def _when(stamp: object) -> str:
@@ -69,7 +48,7 @@ def proposals_text(frame: pd.DataFrame, currency: str, *, width: int = WIDTH) ->
     minor = 0
     for line, r in zip(lines[1:], frame.itertuples(), strict=True):
         out += fmt.wrap(line, width)
-        for rule, severity, message in findings(str(r.violations or "")):
+        for rule, severity, message in fmt.findings(str(r.violations or "")):
             if severity == "MINOR":
                 minor += 1
                 continue

@@ -8,6 +8,7 @@ only what is shown.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterable
 from datetime import datetime
@@ -17,6 +18,9 @@ from zoneinfo import ZoneInfo
 NEW_YORK = ZoneInfo("America/New_York")
 DASH = "—"
 CENT = Decimal("0.01")
+SEVERITIES = ("BLOCKER", "MAJOR", "MINOR")
+# The proposals view joins findings as "R11_TRADING_WINDOW (BLOCKER): message; R8_… (MINOR): …".
+_FINDING = re.compile(r"(R\d{1,2})_[A-Z0-9_]+ \((BLOCKER|MAJOR|MINOR)\): ")
 
 
 def _dec(value: Decimal | int | float | str) -> Decimal:
@@ -147,3 +151,20 @@ def columns(
         ).rstrip()
         for r in table
     ]
+
+
+def findings(text: str) -> list[tuple[str, str, str]]:
+    """(rule, severity, message) from the proposals view's violations text, blockers first.
+
+    Text that is not a list of findings (a simulation fault) is one BLOCKER with rule "FAULT".
+    """
+    if not text:
+        return []
+    marks = list(_FINDING.finditer(text))
+    if not marks or marks[0].start() != 0:
+        return [("FAULT", "BLOCKER", text)]
+    found = []
+    for mark, after in zip(marks, [*marks[1:], None], strict=True):
+        end = after.start() - 2 if after is not None else len(text)  # drop the "; " joiner
+        found.append((mark.group(1), mark.group(2), text[mark.end() : end]))
+    return sorted(found, key=lambda f: SEVERITIES.index(f[1]))
