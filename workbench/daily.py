@@ -360,9 +360,34 @@ def write_html(notebook: Path, title: str = "") -> Path:
         nb.metadata["title"] = recorded[0] if recorded else title
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
+    body = _alt_texts(nb, body)
     target = notebook.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
+
+
+_NO_ALT = 'alt="No description has been provided for this image"'
+
+
+def _alt_texts(nb: object, body: str) -> str:
+    """Give each chart its recorded alternative text (``image/png`` ``alt`` metadata, which the
+    lab template leaves out), in order; images without one keep nbconvert's placeholder."""
+    import html
+
+    alts = [
+        out.get("metadata", {}).get("image/png", {}).get("alt")
+        for cell in getattr(nb, "cells", [])
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    ]
+    pieces = body.split(_NO_ALT)
+    if len(pieces) != len(alts) + 1:  # not one placeholder per chart: leave the page as it is
+        return body
+    out = [pieces[0]]
+    for alt, rest in zip(alts, pieces[1:], strict=True):
+        out.append(f'alt="{html.escape(alt, quote=True)}"' if alt else _NO_ALT)
+        out.append(rest)
+    return "".join(out)
 
 
 def parse_as_of(text: str | None) -> date | None:

@@ -29,23 +29,7 @@ def title(r: CycleReport) -> str:
 
 def show_report(report: CycleReport, part: str) -> None:
     """Display one part of the report in a notebook (HTML, tables, charts, plain text)."""
-    from IPython.display import HTML, Markdown, display
-
-    for item in PARTS[part](report):
-        if isinstance(item, _Html):
-            display(HTML(item.body), metadata=item.metadata)
-        elif isinstance(item, str):
-            display(Markdown(item))
-        else:
-            display(item)
-
-
-class _Html:
-    """A piece of HTML for the report, with display metadata (the title)."""
-
-    def __init__(self, body: str, metadata: dict[str, Any] | None = None) -> None:
-        self.body = body
-        self.metadata = metadata or {}
+    report_style.show(PARTS[part](report))
 
 
 # -- the header ----------------------------------------------------------------------------------
@@ -106,9 +90,9 @@ def _header(r: CycleReport) -> list[object]:
         f'font-weight:700;margin-bottom:6px">{html.escape(title(r))}</div>'
         f'<table style="border-collapse:collapse">{body}</table></div>'
     )
-    parts: list[object] = [_Html(card, {TITLE_KEY: title(r)})]
+    parts: list[object] = [report_style.Html(card, {TITLE_KEY: title(r)})]
     if not m.open_now:
-        parts.append(_Html(_closed_box(r)))
+        parts.append(report_style.Html(_closed_box(r)))
     else:
         parts.append(
             f"Proposals this run: **{len(r.proposals)}**; awaiting approval: "
@@ -260,7 +244,9 @@ def _exposure_chart(r: CycleReport, frame: pd.DataFrame) -> Any:
         ax.set_xlabel(f"market value ({r.portfolio.currency})")
         ax.set_title("Exposure by symbol")
         fig.legend(loc="outside upper right", ncols=2)
-    return report_style.done(fig)
+    return report_style.done(
+        fig, "Exposure by symbol now and if everything awaiting approval filled"
+    )
 
 
 def _exposure(r: CycleReport) -> list[object]:

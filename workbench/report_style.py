@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pandas as pd
@@ -100,12 +101,44 @@ def pct_axis(ax: Any, axis: str = "y", places: int = 1) -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(formatter)
 
 
-def done(fig: Any) -> Any:
-    """Close the figure in pyplot (it is displayed once, by the caller) and return it."""
+@dataclass(frozen=True)
+class Chart:
+    """A drawn figure and the words that describe it (the image's alternative text)."""
+
+    figure: Any
+    alt: str
+
+
+@dataclass(frozen=True)
+class Html:
+    """A piece of report HTML, with display metadata (e.g. the page title)."""
+
+    body: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def done(fig: Any, alt: str) -> Chart:
+    """Close the figure in pyplot (it is displayed once, by the caller) and describe it."""
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return fig
+    return Chart(fig, alt)
+
+
+def show(items: Iterable[object]) -> None:
+    """Display report parts: text (Markdown, or HTML when it starts with "<"), HTML with
+    metadata, charts with their alternative text, tables."""
+    from IPython.display import HTML, Markdown, display
+
+    for item in items:
+        if isinstance(item, Chart):
+            display(item.figure, metadata={"image/png": {"alt": item.alt}})
+        elif isinstance(item, Html):
+            display(HTML(item.body), metadata=item.metadata)
+        elif isinstance(item, str):
+            display(HTML(item) if item.startswith("<") else Markdown(item))
+        else:
+            display(item)
 
 
 def _cols(frame: pd.DataFrame, names: Iterable[str]) -> list[str]:
