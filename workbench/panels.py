@@ -191,9 +191,11 @@ class ApprovalPanel:
         )
         box = "background:#b3261e;color:#fff;" if halted else "background:#f6f6f6;color:#1d1d1d;"
         if halted:
+            by, reason = status["trading_state_by"], status["trading_state_reason"]
             state_html = (
-                f'<span class="wb-trading-state" style="font-weight:700">TRADING HALTED — '
-                f"{html.escape(why)}. No order is sent until an approver resumes.</span>"
+                f'<span class="wb-trading-state" style="font-weight:700">TRADING HALTED by '
+                f"{html.escape(str(by))}: {html.escape(str(reason))}. No order is sent until an "
+                "approver resumes.</span>"
             )
         self.header.value = (
             f'<div class="wb-header-box{" wb-halted" if halted else ""}" style="{box}'
