@@ -147,7 +147,7 @@ def test_review_notebook_renders_the_charts_and_verifies_the_chain_once(
         kernel_name="python3",
         cwd=str(ROOT / "notebooks"),
         progress_bar=False,
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
     )
     page = write_html(out, "Review").read_text()
     assert page.count("data:image/png;base64") >= 4

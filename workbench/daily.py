@@ -331,8 +331,10 @@ def run_notebook(
             kernel_name="python3",
             cwd=str(out_dir),
             progress_bar=progress,
-            # The kernel's own start-up notices are not the report's business.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # The kernel's own log (start-up notices; "KeyboardInterrupt caught" when
+            # jupyter_client interrupts it on shutdown) is not the report's business: a failing
+            # cell is in the notebook and fails the run.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
