@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from gatekit import intent as gate_intent
+from gatekit import run
+from helpers import request_approval
 from wbkit import APPROVER, PASSPHRASE, intent, parent_orders
 
 from workbench.audit import EventType
@@ -141,3 +144,13 @@ def test_proposal_from_an_earlier_session_is_flagged(wb: Workbench, clock: Fixed
     assert panel.shown == pid
     assert "EARLIER SESSION" in panel.detail.value
     assert panel.choice.options[0][0].rstrip().endswith("! 7 d")
+
+
+def test_proposal_with_an_unreadable_decision_shows_a_fault_not_figures(wb: Workbench) -> None:
+    """A recorded decision missing its fields shows as a fault on the ticket, with no checks."""
+    scene = run()  # a real simulation; the recorded decision below lacks most of its fields
+    request_approval(wb.log, "p-odd", gate_intent(), simulated={"result": scene.sim})
+    panel = ApprovalPanel(wb)
+    panel.choice.value = "p-odd"
+    assert panel.shown == "p-odd"
+    assert "unreadable" in panel.detail.value and 'class="wb-check ' not in panel.detail.value

@@ -221,7 +221,13 @@ class ApprovalPanel:
             self.detail.value = "<i>No proposals awaiting approval or recently sent.</i>"
             self.acting_on.value = ""
             return
-        ticket = ticket_for(self.wb, pid)
+        try:
+            ticket = ticket_for(self.wb, pid)
+        except WorkbenchError as exc:  # nothing to act on that the approver cannot see
+            self._shown = None
+            self.detail.value = f"<b>Cannot show {html.escape(pid)}:</b> {html.escape(str(exc))}"
+            self.acting_on.value = "<b>Buttons act on:</b> nothing (the ticket cannot be shown)"
+            return
         self.detail.value = to_html(ticket)
         self.acting_on.value = (
             f"<b>Buttons act on:</b> {html.escape(ticket.headline)} "

@@ -21,6 +21,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from workbench import fmt
 from workbench.brokers.base import BrokerOrder, Fill, OrderRole, OrderStatus
 from workbench.models import (
@@ -428,11 +430,17 @@ def inputs_for(wb: Workbench, proposal_id: str) -> TicketInputs:
     events = wb.log.events(proposal_id=proposal_id)
     proposed_at = datetime.fromisoformat(events[0].ts)
     intent = OrderIntent.model_validate(detail["intent"])
-    sim = SimResult.model_validate(detail["simulation"]) if detail["simulation"] else None
     judged: dict[str, Any] = detail["decision"] or {}
-    decision = None
-    if judged and "fault" not in judged:
-        decision = RiskDecision.model_validate({k: judged[k] for k in RiskDecision.model_fields})
+    fault = str(judged["fault"]) if "fault" in judged else None
+    try:
+        sim = SimResult.model_validate(detail["simulation"]) if detail["simulation"] else None
+        decision = None
+        if judged and fault is None:
+            fields = {k: judged[k] for k in RiskDecision.model_fields if k in judged}
+            decision = RiskDecision.model_validate(fields)
+    except ValidationError as exc:  # shown as a fault on the ticket, never as figures
+        sim, decision = None, None
+        fault = f"the recorded simulation or decision is unreadable: {exc.errors()[0]['msg']}"
     quote_at = datetime.fromisoformat(judged["market_ts"]) if "market_ts" in judged else None
     portfolio = None
     if "portfolio_ts" in judged:
@@ -464,7 +472,7 @@ def inputs_for(wb: Workbench, proposal_id: str) -> TicketInputs:
         stop_rule=StopRule(wb.params.smart_stop.atr_multiplier, atr),
         sim=sim,
         decision=decision,
-        fault=str(judged["fault"]) if "fault" in judged else None,
+        fault=fault,
         portfolio=portfolio,
         quote_at=quote_at,
         orders=tuple(orders.values()),
