@@ -180,7 +180,7 @@ def cmd_proposals(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_approve(args: argparse.Namespace) -> int:
     """Approve a proposal with your passphrase; prints the one-time token once."""
-    from workbench.ticket import ticket_for
+    from workbench.ticket_source import ticket_for
     from workbench.ticket_view import to_text
     from workbench.workbench import Workbench
 
@@ -220,7 +220,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_submit(args: argparse.Namespace) -> int:
     """Send an approved proposal with its one-time token (``--token -`` reads it from stdin)."""
-    from workbench.ticket import ticket_for
+    from workbench.ticket_source import ticket_for
     from workbench.workbench import Workbench
 
     token = sys.stdin.readline().strip() if args.token == "-" else args.token

@@ -24,7 +24,7 @@ from workbench import fmt
 from workbench.clock import SystemClock, replay_clock
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
-from workbench.ticket import ticket_for
+from workbench.ticket_source import ticket_for
 from workbench.ticket_view import execution_html, to_html, to_text
 from workbench.workbench import Workbench
 

@@ -3,8 +3,8 @@
 :func:`build_ticket` is pure: it turns typed inputs (:class:`TicketInputs` — the intent, its
 simulation, the gate's decision, the portfolio it was judged on, the quote time, the policy, the
 clock's now) into an :class:`OrderTicket` of display-ready lines. ``workbench.ticket_view``
-renders it as text (the CLI) or HTML (the panel, the report). :func:`inputs_for` is the one
-adapter that gathers those inputs from the facade.
+renders it as text (the CLI) or HTML (the panel, the report); ``workbench.ticket_source`` is the
+one adapter that gathers the inputs from the facade.
 
 The ticket shows: side, quantity, symbol, order type, limit and TIF; the bracket's stop and how it
 was set (k × ATR); the notional; the money and share of NAV at risk to the stop; estimated
@@ -19,9 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
-
-from pydantic import ValidationError
 
 from workbench import fmt
 from workbench.brokers.base import BrokerOrder, Fill, OrderRole, OrderStatus
@@ -35,9 +32,6 @@ from workbench.models import (
 )
 from workbench.policy import RiskPolicy
 from workbench.ticket_checks import CheckRow, check_rows
-
-if TYPE_CHECKING:
-    from workbench.workbench import Workbench
 
 ATR_DAYS = 14
 
@@ -414,87 +408,3 @@ def _stop_order_text(stop: BrokerOrder | None) -> str:
         f"{stop.side.value} {fmt.quantity(stop.quantity)} {stop.instrument.symbol} {kind} "
         f"{fmt.price(stop.stop_price)} {stop.time_in_force.value}: {working}"
     )
-
-
-# -- the one adapter: the inputs, gathered from the facade -----------------------------------
-
-
-def inputs_for(wb: Workbench, proposal_id: str) -> TicketInputs:
-    """Gather a proposal's ticket inputs from the facade and its audit log (the only function
-    here that reads anything)."""
-    from workbench.audit import EventType
-    from workbench.errors import WorkbenchError
-    from workbench.policy import policy_hash
-
-    detail = wb.detail(proposal_id)
-    events = wb.log.events(proposal_id=proposal_id)
-    proposed_at = datetime.fromisoformat(events[0].ts)
-    intent = OrderIntent.model_validate(detail["intent"])
-    judged: dict[str, Any] = detail["decision"] or {}
-    fault = str(judged["fault"]) if "fault" in judged else None
-    try:
-        sim = SimResult.model_validate(detail["simulation"]) if detail["simulation"] else None
-        decision = None
-        if judged and fault is None:
-            fields = {k: judged[k] for k in RiskDecision.model_fields if k in judged}
-            decision = RiskDecision.model_validate(fields)
-    except ValidationError as exc:  # shown as a fault on the ticket, never as figures
-        sim, decision = None, None
-        fault = f"the recorded simulation or decision is unreadable: {exc.errors()[0]['msg']}"
-    quote_at = datetime.fromisoformat(judged["market_ts"]) if "market_ts" in judged else None
-    portfolio = None
-    if "portfolio_ts" in judged:
-        gate = [e for e in events if e.type == EventType.RISK_GATE_EVALUATED][-1]
-        portfolio = _snapshot_at(wb, datetime.fromisoformat(judged["portfolio_ts"]), gate.seq)
-    try:
-        atr: Decimal | None = wb.atr(intent.symbol, proposed_at.astimezone(fmt.NEW_YORK).date())
-    except WorkbenchError:
-        atr = None
-    orders: dict[str, BrokerOrder] = {}
-    fills: list[Fill] = []
-    for event in events:
-        payload = event.payload
-        if isinstance(payload.get("order"), dict):
-            order = BrokerOrder.model_validate(payload["order"])
-            orders[order.order_id] = order
-        if isinstance(payload.get("fill"), dict) and event.type != EventType.ORDER_SUBMITTED:
-            fills.append(Fill.model_validate(payload["fill"]))
-    return TicketInputs(
-        proposal_id=proposal_id,
-        intent=intent,
-        state=detail["state"].value if detail["state"] else fmt.DASH,
-        broker=wb.label,
-        proposed_at=proposed_at,
-        now=wb.clock.now(),
-        policy=wb.policy,
-        policy_hash=policy_hash(wb.policy),
-        margin_rate=wb.params.costs.initial_margin_rate,
-        stop_rule=StopRule(wb.params.smart_stop.atr_multiplier, atr),
-        sim=sim,
-        decision=decision,
-        fault=fault,
-        portfolio=portfolio,
-        quote_at=quote_at,
-        orders=tuple(orders.values()),
-        fills=tuple(fills),
-    )
-
-
-def _snapshot_at(wb: Workbench, taken: datetime, before_seq: int) -> PortfolioSnapshot | None:
-    """The newest PortfolioSnapshotTaken before the decision (``before_seq``) whose snapshot
-    time is ``taken``; None if there is none."""
-    from workbench.audit import EventType
-
-    kind = (EventType.PORTFOLIO_SNAPSHOT_TAKEN,)
-    for event in wb.log.events(types=kind, since=taken, newest_first=True):
-        if event.seq >= before_seq:
-            continue
-        snap = PortfolioSnapshot.model_validate(event.payload)
-        if snap.timestamp == taken and snap.account == wb.account:
-            return snap
-    return None
-
-
-def ticket_for(wb: Workbench, proposal_id: str) -> OrderTicket:
-    """The ticket of one proposal, from the facade."""
-    return build_ticket(inputs_for(wb, proposal_id))
