@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from workbench.audit import AuditLog, Event, EventType
-from workbench.errors import UnknownProposalError
+from workbench.errors import AuditError, UnknownProposalError
 from workbench.events import (
     ApprovalDenied,
     ApprovalGranted,
@@ -151,11 +151,32 @@ def load(log: AuditLog, proposal_id: str, *, until_seq: int | None = None) -> Pr
     return record
 
 
-def load_all(log: AuditLog, types: tuple[EventType, ...] | None = None) -> list[ProposalRecord]:
-    """Every proposal's record, oldest proposal first (only ``types`` read, if given)."""
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A proposal whose events do not validate (written behind the workbench's back): listed so
+    it is seen, never folded into figures anyone could act on."""
+
+    proposal_id: str
+    proposed_at: str  # the time of its first event
+    reason: str
+
+
+def load_all(
+    log: AuditLog, types: tuple[EventType, ...] | None = None
+) -> list[ProposalRecord | Unreadable]:
+    """Every proposal's record, oldest proposal first (only ``types`` read, if given); a
+    proposal whose events do not validate comes back as :class:`Unreadable`."""
     grouped: dict[str, list[Event]] = {}
     for event in log.events(types=types):
         if event.proposal_id is not None:
             grouped.setdefault(event.proposal_id, []).append(event)
-    records = (fold(found) for found in grouped.values())
-    return [r for r in records if r is not None]
+    found: list[ProposalRecord | Unreadable] = []
+    for proposal_id, events in grouped.items():
+        try:
+            record = fold(events)
+        except AuditError as exc:
+            found.append(Unreadable(proposal_id, events[0].ts, str(exc)))
+            continue
+        if record is not None:
+            found.append(record)
+    return found

@@ -1,30 +1,30 @@
 """The reviewer's view behind ``notebooks/review.ipynb``: the audit log over a date range.
 
-Read-only: it opens the log, verifies the chain and summarises events, gate decisions by rule,
-fills with realised P&L, and the trading-state history. It never writes an event.
+Read-only: it opens the log, verifies the chain and builds frames — NAV and its one-day
+drawdown, events by type, gate decisions by rule, fills with realised P&L, open orders (working
+stops included) and the trading-state history. It never writes an event. ``review_report``
+shows these frames as tables and charts.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pandas as pd
 
-from workbench import canonical
 from workbench.audit import AuditLog, EventType, VerifyResult
 from workbench.errors import ConfigError
-from workbench.events import (
-    BrokerUpdate,
-    CircuitBreakerTripped,
-    KillSwitchActivated,
-    KillSwitchReleased,
-    RiskGateEvaluated,
-)
-from workbench.home import db_path
-from workbench.risk.state import state_of
+from workbench.events import BrokerUpdate, RiskGateEvaluated
+from workbench.fmt import NEW_YORK
+from workbench.home import db_path, resolve_policy_dir
+from workbench.models import PortfolioSnapshot
+from workbench.orders import ACTIVE_STATES, BrokerOrder, OrderRole
+from workbench.policy import RiskPolicy, StrategyParams, load_policy, load_strategy_params
+from workbench.risk.state import StatePayload, state_of
 
 FILL_TYPES = (
     EventType.ORDER_FILLED,
@@ -36,6 +36,20 @@ STATE_TYPES = (
     EventType.KILL_SWITCH_RELEASED,
     EventType.CIRCUIT_BREAKER_TRIPPED,
 )
+ONE_DAY = timedelta(days=1)
+FILL_COLUMNS = [
+    "time",
+    "proposal_id",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "commission",
+    "realized_pnl",
+    "pnl_pct",
+    "currency",
+    "broker",
+]
 
 
 def _day(text: str, default: date) -> date:
@@ -47,58 +61,108 @@ def _day(text: str, default: date) -> date:
         raise ConfigError(f"dates must be YYYY-MM-DD, got {text!r}") from None
 
 
+def _time(when: str | datetime) -> datetime:
+    """A recorded time (an event's ts, or a typed payload's datetime) in UTC."""
+    at = datetime.fromisoformat(when.replace("Z", "+00:00")) if isinstance(when, str) else when
+    return at.astimezone(UTC)
+
+
+def cost_basis(
+    side: str, quantity: Decimal, price: Decimal, commission: Decimal, pnl: Decimal
+) -> Decimal:
+    """What the shares a fill closed had cost: realised P&L is net of the closing commission,
+    so a SELL closed q·avg = q·price − P&L − fee, a BUY (closing a short) q·price + P&L + fee."""
+    sign = 1 if side == "SELL" else -1
+    return quantity * price - sign * (pnl + commission)
+
+
 @dataclass
 class Review:
-    """The audit log between ``since`` (inclusive) and ``until`` (exclusive), UTC days."""
+    """The audit log from ``since`` (inclusive) to ``until`` (exclusive), New York days."""
 
     log: AuditLog
     since: datetime
     until: datetime
+    policy: RiskPolicy
+    params: StrategyParams
 
     @classmethod
-    def open(cls, *, home: str = "", since: str = "", until: str = "") -> Review:
-        today = datetime.now(UTC).date()
+    def open(
+        cls, *, home: str = "", since: str = "", until: str = "", policy_dir: str = ""
+    ) -> Review:
+        """Open the home's log read-only for the range (default: the last 30 days)."""
+        today = datetime.now(NEW_YORK).date()
         start = _day(since, today - timedelta(days=30))
         end = _day(until, today + timedelta(days=1))
         if end <= start:
             raise ConfigError(f"until ({end}) must be after since ({start})")
-        lower = datetime.combine(start, time(), tzinfo=UTC)
-        upper = datetime.combine(end, time(), tzinfo=UTC)
-        return cls(AuditLog(db_path(home or None)), lower, upper)
+        folder = resolve_policy_dir(policy_dir or None)
+        policy, params = load_policy(folder), load_strategy_params(folder)
+        lower = datetime.combine(start, time(), tzinfo=NEW_YORK)
+        upper = datetime.combine(end, time(), tzinfo=NEW_YORK)
+        return cls(AuditLog(db_path(home or None)), lower, upper, policy, params)
 
     def close(self) -> None:
         self.log.close()
 
+    def _events(self, *types: EventType) -> list[Any]:
+        return self.log.events(types=types, since=self.since, until=self.until)
+
     def chain(self) -> VerifyResult:
-        """Verify the whole chain (not just the range) and print the verdict in plain text."""
-        result = self.log.verify()
-        if result.ok:
-            print(
-                f"Audit chain OK: {result.checked} events, head seq {result.head_seq} "
-                f"{result.head_hash}"
+        """Verify the whole chain (not just the range)."""
+        return self.log.verify()
+
+    # -- NAV ---------------------------------------------------------------------------------
+
+    def nav(self) -> pd.DataFrame:
+        """Every recorded NAV in the range with its one-day drawdown (from the trailing 24 h
+        peak, as the circuit breaker measures it)."""
+        rows = []
+        for e in self._events(EventType.PORTFOLIO_SNAPSHOT_TAKEN):
+            p = e.data_as(PortfolioSnapshot)
+            rows.append(
+                {
+                    "time": _time(p.timestamp),
+                    "account": p.account,
+                    "currency": p.currency,
+                    "nav": p.net_liquidation,
+                }
             )
-        else:
-            print(f"AUDIT CHAIN BROKEN at seq {result.first_bad_seq}: {result.reason}")
-        return result
+        frame = pd.DataFrame(rows, columns=["time", "account", "currency", "nav", "drawdown_1d"])
+        frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+        frame["drawdown_1d"] = one_day_drawdowns(list(frame["time"]), list(frame["nav"]))
+        return frame
+
+    def limits(self) -> dict[str, Decimal]:
+        """The drawdown levels the chart draws: the breaker's limit and the warning level (the
+        gate's daily-loss limit R7, where it starts allowing only risk-reducing orders)."""
+        return {
+            "breaker": self.params.circuit_breaker.max_1d_drawdown_pct,
+            "warning": self.policy.losses.max_daily_loss_pct,
+        }
+
+    # -- events and decisions ----------------------------------------------------------------
 
     def events_by_type(self) -> pd.DataFrame:
         """How many events of each type fell in the range."""
         frame = self.log.between(self.since, self.until)
-        counts = frame["type"].value_counts().rename_axis("type").reset_index(name="events")
-        print(f"{len(frame)} events from {self.since:%Y-%m-%d} to {self.until:%Y-%m-%d}")
-        return counts
+        return frame["type"].value_counts().rename_axis("type").reset_index(name="events")
+
+    def decisions(self) -> pd.DataFrame:
+        """Gate decisions in the range by outcome (APPROVE / REVIEW / REJECT)."""
+        outcomes = Counter(
+            e.data_as(RiskGateEvaluated).decision.value
+            for e in self._events(EventType.RISK_GATE_EVALUATED)
+        )
+        return pd.DataFrame(sorted(outcomes.items()), columns=["decision", "decisions"])
 
     def rejects_by_rule(self) -> pd.DataFrame:
-        """Gate decisions in the range, and how often each rule stopped or flagged an order."""
-        decisions = self.log.events(
-            types=(EventType.RISK_GATE_EVALUATED,), since=self.since, until=self.until
-        )
+        """How often each rule stopped or flagged an order, as a share of all decisions."""
+        decisions = self._events(EventType.RISK_GATE_EVALUATED)
         total = len(decisions)
         by_rule: Counter[tuple[str, str]] = Counter()
-        outcomes: Counter[str] = Counter()
         for event in decisions:
             decision = event.data_as(RiskGateEvaluated)
-            outcomes[decision.decision.value] += 1
             for v in decision.violations:
                 by_rule[(v.rule_id.value, v.severity.value)] += 1
             if decision.fault:
@@ -107,68 +171,121 @@ class Review:
             {"rule_id": rule, "severity": sev, "count": n, "rate": n / total if total else 0.0}
             for (rule, sev), n in sorted(by_rule.items())
         ]
-        print(f"{total} decisions: {dict(outcomes)}")
         return pd.DataFrame(rows, columns=["rule_id", "severity", "count", "rate"])
 
+    # -- fills and orders --------------------------------------------------------------------
+
     def fills(self) -> pd.DataFrame:
-        """Every fill in the range with its commission and realised P&L, and the totals."""
+        """Every fill in the range with its commission, realised P&L and that P&L as a share of
+        what the closed shares cost (blank for fills that only open)."""
         rows = []
-        for event in self.log.events(types=FILL_TYPES, since=self.since, until=self.until):
+        for event in self._events(*FILL_TYPES):
             update = event.data_as(BrokerUpdate)
             fill = update.fill
             if fill is None:
                 continue
+            qty, price, fee, pnl = fill.quantity, fill.price, fill.commission, fill.realized_pnl
+            basis = cost_basis(fill.side.value, qty, price, fee, pnl)
             rows.append(
                 {
-                    "time": canonical.utc_iso(fill.time),
+                    "time": _time(fill.time),
                     "proposal_id": fill.proposal_id,
                     "symbol": fill.instrument.symbol,
                     "side": fill.side.value,
-                    "quantity": fill.quantity,
-                    "price": fill.price,
-                    "commission": fill.commission,
-                    "realized_pnl": fill.realized_pnl,
+                    "quantity": qty,
+                    "price": price,
+                    "commission": fee,
+                    "realized_pnl": pnl,
+                    "pnl_pct": pnl / basis if pnl != 0 and basis > 0 else None,
+                    "currency": fill.currency,
                     "broker": update.broker,
                 }
             )
-        frame = pd.DataFrame(
-            rows,
-            columns=[
-                "time",
-                "proposal_id",
-                "symbol",
-                "side",
-                "quantity",
-                "price",
-                "commission",
-                "realized_pnl",
-                "broker",
-            ],
-        )
-        pnl = sum(frame["realized_pnl"], Decimal(0))
-        fees = sum(frame["commission"], Decimal(0))
-        print(f"{len(frame)} fills; realised P&L {pnl} net of {fees} commissions")
-        return frame
+        return pd.DataFrame(rows, columns=FILL_COLUMNS)
+
+    def open_orders(self) -> pd.DataFrame:
+        """Orders the broker still holds at the end of the record (working stops included),
+        from the latest update of each order in the whole log."""
+        latest: dict[str, BrokerOrder] = {}
+        for event in self.log.events(types=(*FILL_TYPES, *_ORDER_TYPES)):
+            data = event.data
+            if isinstance(data, BrokerUpdate) and data.order is not None:
+                latest[data.order.order_id] = data.order
+        rows = [
+            {
+                "order_id": o.order_id,
+                "proposal_id": o.proposal_id,
+                "role": "protective stop" if o.role is OrderRole.PROTECTIVE_STOP else o.role.value,
+                "side": o.side.value,
+                "quantity": o.remaining,
+                "symbol": o.instrument.symbol,
+                "type": o.order_type.value,
+                "limit": o.limit_price,
+                "stop": o.stop_price,
+                "tif": o.time_in_force.value,
+                "status": o.status.value,
+                "since": _time(o.updated_at),
+            }
+            for o in latest.values()
+            if o.status in ACTIVE_STATES
+        ]
+        columns = ["order_id", "proposal_id", "role", "side", "quantity", "symbol", "type",
+                   "limit", "stop", "tif", "status", "since"]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
+
+    # -- trading state -----------------------------------------------------------------------
 
     def trading_states(self) -> pd.DataFrame:
         """Every trading-state change recorded in the range: when, to what, by whom and why.
 
         As recorded: this read-only view holds no approval key, so it cannot tell a release that
-        verifies from one that does not (``workbench doctor`` and ``status`` can)."""
+        verifies from one that does not (``workbench status`` and ``doctor`` can)."""
         rows = []
-        for e in self.log.events(types=STATE_TYPES, since=self.since, until=self.until):
-            data = e.data
-            assert isinstance(
-                data, KillSwitchActivated | KillSwitchReleased | CircuitBreakerTripped
-            )
+        for e in self._events(*STATE_TYPES):
+            data = _state_payload(e)
             rows.append(
                 {
-                    "ts": e.ts,
+                    "time": _time(e.ts),
                     "event": e.type,
                     "state": state_of(data).value,
                     "by": data.by,
                     "reason": data.reason,
                 }
             )
-        print(f"{len(rows)} trading-state changes")
-        return pd.DataFrame(rows, columns=["ts", "event", "state", "by", "reason"])
+        return pd.DataFrame(rows, columns=["time", "event", "state", "by", "reason"])
+
+    def state_before(self) -> str:
+        """The trading state recorded as in force when the range starts."""
+        before = self.log.events(types=STATE_TYPES, until=self.since, newest_first=True, limit=1)
+        return state_of(_state_payload(before[0])).value if before else "ACTIVE"
+
+
+def _state_payload(event: Any) -> StatePayload:
+    data = event.data
+    assert isinstance(data, StatePayload)
+    return data
+
+
+_ORDER_TYPES = (
+    EventType.ORDER_SUBMITTED,
+    EventType.ORDER_CONFIRMED,
+    EventType.ORDER_CANCELLED,
+    EventType.ORDER_REJECTED,
+    EventType.ORDER_PENDING_CONFIRMATION,
+)
+
+
+def one_day_drawdowns(times: list[datetime], navs: list[Decimal]) -> list[Decimal | None]:
+    """For each NAV, how far below the highest NAV of the 24 hours up to it (inclusive):
+    a sliding-window maximum (a deque of candidates), linear in the number of points."""
+    out: list[Decimal | None] = []
+    window: deque[int] = deque()  # indices whose NAVs decrease from the front
+    for i, (at, nav) in enumerate(zip(times, navs, strict=True)):
+        while window and navs[window[-1]] <= nav:
+            window.pop()
+        window.append(i)
+        while times[window[0]] < at - ONE_DAY:
+            window.popleft()
+        peak = navs[window[0]]
+        out.append((peak - nav) / peak if peak > 0 else None)
+    return out

@@ -75,6 +75,7 @@ from workbench.risk import evaluate as gate_evaluate
 from workbench.sim import simulate as simulate_impact
 
 ACTOR = "workbench"
+UNREADABLE = "UNREADABLE"  # the state shown for a proposal whose events do not validate
 PROPOSER_ONLY = "this workbench was opened read-and-propose only: it holds no approval authority"
 
 __all__ = ["Credential", "Outcome", "ProposalRecord", "WhatIf", "Workbench"]
@@ -549,6 +550,8 @@ class Workbench:
     def proposals(self, *, states: Iterable[OrderState] | None = None) -> pd.DataFrame:
         """One row per proposal: what it is, its decision, violations and current state."""
         rows = [_row(r) for r in records.load_all(self.log, _PROPOSAL_VIEW_TYPES)]
+        # A proposal whose events do not validate is listed as UNREADABLE, with why: seen, and
+        # never offered for approval (its state is no lifecycle state).
         frame = pd.DataFrame(rows, columns=list(PROPOSAL_COLUMNS))
         if states is not None:
             wanted = {s.value for s in states}
@@ -690,7 +693,11 @@ PROPOSAL_COLUMNS = (
 )
 
 
-def _row(record: ProposalRecord) -> dict[str, Any]:
+def _row(record: ProposalRecord | records.Unreadable) -> dict[str, Any]:
+    if isinstance(record, records.Unreadable):
+        empty = dict.fromkeys(PROPOSAL_COLUMNS)
+        return {**empty, "proposal_id": record.proposal_id, "state": UNREADABLE,
+                "proposed_at": record.proposed_at, "violations": record.reason}  # fmt: skip
     intent, verdict = record.intent, record.verdict
     stop = intent.protective_stop
     return {
