@@ -270,3 +270,13 @@ def test_console_script_bootstraps_from_a_piped_passphrase(home: Path) -> None:
     assert out.returncode == 0 and "dave" in out.stdout and "bootstrap" in out.stdout
     with AuditLog(home / "workbench.sqlite") as log:
         assert added(log)[0].name == "dave"
+
+
+def test_an_enrolment_written_through_the_table_alone_grants_nothing(authority: Authority) -> None:
+    """An ApproverAdded naming alice as consenting, written through the public enrolment table
+    without her passphrase, enrols nobody who can approve: there is no verified record."""
+    forged = ApproverAdded(name="mallory", by=(ALICE,), bootstrap=False, replaced=False)
+    with authority.log.transaction() as tx:
+        record_enrolment(tx, forged, actor=ALICE)
+    assert "mallory" not in authority.approvers()
+    assert not can_approve(authority, MALLORY, "p1")

@@ -50,7 +50,7 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.events import GUARDED, KillSwitchReleased
-from workbench.lifecycle import OrderState, advance
+from workbench.lifecycle import OrderState, advance, change_trading_state
 from workbench.models import SubmitPermit, TradingState
 from workbench.workbench import Workbench
 
@@ -333,14 +333,19 @@ class TwoStepCommit(RuleBasedStateMachine):
         with pytest.raises(GuardedEventError):
             self.wb.log.append(type_, {}, actor="mallory", proposal_id="p1")
 
-    @rule()
-    def forge_a_release_in_the_file(self) -> None:
-        """A KillSwitchReleased chained straight into the file (no key): the verified state
-        fold ignores it, so a HALT stays a HALT (and the chain still verifies)."""
+    @rule(through=st.sampled_from(["the file", "the trading-state table"]))
+    def forge_a_release(self, through: str) -> None:
+        """A KillSwitchReleased without the key's MAC, chained straight into the file or written
+        through the public trading-state table: the verified state fold ignores it, so a HALT
+        stays a HALT (and the chain still verifies)."""
         release = KillSwitchReleased(
             state=TradingState.ACTIVE, reason="forged", by="mallory", mac="f" * 64
         )
-        raw_insert(self.wb.log, "KillSwitchReleased", canonical.dumps(release))
+        if through == "the file":
+            raw_insert(self.wb.log, "KillSwitchReleased", canonical.dumps(release))
+            return
+        with self.wb.log.transaction() as tx:
+            change_trading_state(tx, EventType.KILL_SWITCH_RELEASED, release, actor="mallory")
 
     @rule(
         index=st.integers(0, 99),
