@@ -162,6 +162,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_approver_add(args: argparse.Namespace) -> int:
     """Enrol an approver: the first of an empty home bootstraps it; every later one, and every
     --replace, needs a current approver's passphrase (--by), or for --replace the old one."""
+    if len(args.by) > (2 if args.replace else 1):
+        raise ValueError("--by names one current approver (two for --replace)")
     new = _new_passphrase(args.name, args.passphrase_stdin)
     consent = [_credential(name, args.passphrase_stdin) for name in args.by]
     with Authority.open(resolve_home(args.home)) as authority:
@@ -169,8 +171,6 @@ def cmd_approver_add(args: argparse.Namespace) -> int:
             old = consent or [_credential(args.name, args.passphrase_stdin, "Current passphrase: ")]
             authority.replace(new, by=old)
         elif consent:
-            if len(consent) > 1:
-                raise ValueError("enrolment takes one --by (a current approver)")
             authority.enrol(new, by=consent[0])
         else:
             authority.bootstrap(new)
