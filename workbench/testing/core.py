@@ -158,6 +158,7 @@ class Core:
         cid = session.client_id
         if cid is not None and self.sessions.get(cid) is session:
             del self.sessions[cid]
+            log.info("client %d disconnected", cid)
             self.exchange.discard_held(cid)
 
     def on_start(self, session: Session, fields: list[str]) -> None:
@@ -177,6 +178,7 @@ class Core:
             return
         session.accept(client_id)
         self.sessions[client_id] = session
+        log.info("client %d connected (server version %d)", client_id, session.version)
         out = [
             replies.managed_accounts(self.config.account),
             replies.next_valid_id(self.exchange.next_valid_id(client_id)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,6 +25,8 @@ from workbench.testing.ledger import Ledger
 from workbench.testing.orders import SUPPORTED_TYPES, Execution, WorkingOrder, fill_price, touch
 from workbench.testing.requests import Request
 from workbench.testing.wire import Message, parse_bool, parse_decimal, parse_int
+
+log = logging.getLogger("workbench.testing.gateway")
 
 PERM_BASE = 1_000_000_000
 AVG_QUANTUM = Decimal("0.00000001")
@@ -306,6 +309,16 @@ class Exchange:
         else:
             tif_warning = False
         self._register(order)
+        log.info(
+            "accepted %s %s %s %s (order %d of client %d, ref %r)",
+            order.action,
+            order.quantity,
+            order.instrument.symbol,
+            order.order_type,
+            order.order_id,
+            order.client_id,
+            order.order_ref,
+        )
         batch = ack_batch(order)
         if tif_warning:
             batch.append(fixed(replies.error(order.order_id, 10349, replies.error_text(10349))))
@@ -409,6 +422,16 @@ class Exchange:
             order.status = "Filled"
             self._complete(order, "Filled")
         execution = self._record(order, quantity, price, commission, realized)
+        log.info(
+            "%s %s %s @ %s (order %d of client %d, %s)",
+            execution.side,
+            quantity,
+            symbol,
+            price,
+            order.order_id,
+            order.client_id,
+            order.status,
+        )
         self.outlet.deliver(order, self._fill_batch(order, execution), effects)
         self.outlet.account_changed(symbol)
         if order.status == "Filled":

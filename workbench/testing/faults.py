@@ -205,7 +205,46 @@ class FaultRule:
         return self.times is not None and self.fired >= self.times
 
     def describe(self) -> str:
-        return f"{self.at.value}: {self.effect} for {self.match} x{self.times or 'always'}"
+        """One line for people: where, what, to which orders, how often."""
+        times = "every time" if self.times is None else f"{self.times}x"
+        what = describe_effect(self.at, self.effect)
+        return f"at {self.at.value}: {what} ({self.match}, {times})"
+
+
+def describe_effect(step: Step, effect: Effect) -> str:
+    """What an effect does, in words."""
+    if isinstance(effect, Drop):
+        if step is Step.RECEIVED:
+            return "lose the order and drop the connection"
+        if step is Step.HELD:
+            return "drop the connection (the held legs are lost)"
+        return {
+            Phase.BEFORE: "drop the connection before its messages",
+            Phase.MID: "drop the connection after its first message",
+            Phase.AFTER: "drop the connection after its messages",
+        }[effect.phase]
+    if isinstance(effect, Duplicate):
+        return f"send {', '.join(effect.messages) or 'its messages'} twice"
+    if isinstance(effect, Reorder):
+        return f"send its messages as {', '.join(effect.order) or 'reversed'}"
+    if isinstance(effect, PartialFill):
+        every = f" every {effect.interval:g} s" if effect.interval else ""
+        return f"fill {effect.shares} shares at a time{every}"
+    return _describe_other(effect)
+
+
+def _describe_other(effect: Effect) -> str:
+    if isinstance(effect, Delay):
+        return f"happen {effect.seconds:g} s later"
+    if isinstance(effect, Reject):
+        return f"reject the order with error {effect.code}"
+    if isinstance(effect, SendError):
+        return f"send error {effect.code}"
+    if isinstance(effect, Restart):
+        return f"restart the gateway ({effect.downtime:g} s down)"
+    if isinstance(effect, RefuseConnections):
+        return f"refuse connections for {effect.seconds:g} s"
+    return str(effect)
 
 
 def _check_seconds(effect: Delay | RefuseConnections | Restart) -> None:
