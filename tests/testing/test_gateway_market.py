@@ -61,7 +61,6 @@ def test_snapshot_carries_the_prices_and_the_tick_time_the_test_set(
     assert gateway.sent("tickSnapshotEnd")
 
 
-@pytest.mark.allow_ib_log("Error 354")
 def test_without_a_subscription_live_data_is_refused_with_354(
     gateway: Gateway, ib: IB, spy: Contract
 ) -> None:

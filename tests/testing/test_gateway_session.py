@@ -88,7 +88,6 @@ def _connect_clash(gw: Gateway, client_id: int) -> list[int]:
     return codes(errors)
 
 
-@pytest.mark.allow_ib_log("API connection failed")
 def test_a_second_client_with_the_same_id_gets_326_and_is_closed(gateway: Gateway, ib: IB) -> None:
     """clientId already in use: error 326, the socket closes, the first client is untouched."""
     assert 326 in _connect_clash(gateway, client_id=1)
@@ -96,7 +95,6 @@ def test_a_second_client_with_the_same_id_gets_326_and_is_closed(gateway: Gatewa
     assert gateway.connected_clients() == [1]
 
 
-@pytest.mark.allow_ib_log("API connection failed")
 def test_a_client_id_held_elsewhere_gets_326_until_released(gateway: Gateway) -> None:
     """hold_client_id pretends another application has the id: 326, then fine once released."""
     gateway.hold_client_id(3)
@@ -147,7 +145,6 @@ def test_a_busy_port_is_a_clear_error(gateway: Gateway) -> None:
         Gateway(GatewayConfig(port=gateway.port)).start()
 
 
-@pytest.mark.allow_ib_log("API connection failed", "Make sure API port")
 def test_refused_connections_come_back_when_the_clock_passes(gateway: Gateway) -> None:
     """refuse_connections(30): connects fail at once (ECONNREFUSED) until 30 s have passed."""
     gateway.refuse_connections(30)
@@ -162,7 +159,6 @@ def test_refused_connections_come_back_when_the_clock_passes(gateway: Gateway) -
     ib.disconnect()
 
 
-@pytest.mark.allow_ib_log("Peer closed connection")
 def test_restart_needs_a_new_connection_and_keeps_orders_fills_and_prices(
     gateway: Gateway, ib: IB, spy: Contract
 ) -> None:
@@ -183,7 +179,6 @@ def test_restart_needs_a_new_connection_and_keeps_orders_fills_and_prices(
     assert gateway.restarts == 1
 
 
-@pytest.mark.allow_ib_log("Peer closed connection", "API connection failed", "Make sure API port")
 def test_restart_with_downtime_refuses_connects_until_it_is_over(gateway: Gateway, ib: IB) -> None:
     """restart(downtime=60): connects are refused for 60 s of gateway time."""
     gateway.restart(downtime=60)
@@ -249,7 +244,6 @@ def test_1101_forgets_market_data_subscriptions(gateway: Gateway, ib: IB, spy: C
     wait_until(ib, lambda: again.last == 591)
 
 
-@pytest.mark.allow_ib_log("Peer closed connection")
 def test_drop_connections_cuts_the_client_off(gateway: Gateway, ib: IB) -> None:
     """drop_connections() closes the socket; the client sees the disconnect."""
     gateway.drop_connections(1)

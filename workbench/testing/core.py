@@ -215,6 +215,9 @@ class Core:
         else:
             log.warning("connection %d: %s is not emulated; ignored", session.conn_id, req.name)
 
+    def is_connected(self, client_id: int) -> bool:
+        return client_id in self.sessions
+
     def drop_client(self, client_id: int) -> None:
         session = self.sessions.get(client_id)
         if session is not None:
@@ -228,6 +231,7 @@ class Core:
         """A new gateway session: every connection closes; book, orders and fills are kept."""
         self.restarts += 1
         self.exchange.epoch += 1
+        self.exchange.connectivity_lost = False
         self.drop_all()
         if downtime > 0:
             self.refuse(downtime)

@@ -43,6 +43,8 @@ class Outlet(Protocol):
 
     def account_changed(self, symbol: str) -> None: ...
 
+    def is_connected(self, client_id: int) -> bool: ...
+
 
 def fixed(msg: Message) -> tuple[str, Render]:
     return (msg.name, lambda _version: msg)
@@ -233,6 +235,8 @@ class Exchange:
             self._transmit(order)
 
     def _hold(self, order: WorkingOrder) -> None:
+        if not self.outlet.is_connected(order.client_id):
+            return  # its connection is gone: an untransmitted leg dies with it
         self.held.setdefault(order.client_id, {})[order.order_id] = order
         self.outlet.deliver(order, [], self.plan.take(Step.HELD, order))
 

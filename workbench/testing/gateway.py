@@ -126,12 +126,12 @@ class Gateway:
     def stop(self) -> None:
         """Close every connection and the listening socket; join the thread."""
         loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+        self._loop, self._thread = None, None
+        if loop is None or thread is None or not thread.is_alive():
             return
-        self._call(self._cancel_timer)
+        loop.call_soon_threadsafe(self._cancel_timer)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(CALL_TIMEOUT)
-        self._loop, self._thread = None, None
 
     def __enter__(self) -> Gateway:
         return self if self.running else self.start()
