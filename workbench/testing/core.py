@@ -93,7 +93,7 @@ class Core:
     def listen(self) -> None:
         """Bind and listen now (connections queue at once), then start serving on the loop."""
         assert self.loop is not None
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.config.host, self.port))
