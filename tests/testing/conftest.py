@@ -11,9 +11,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from gwkit import START, LogCatcher, connect, log_problems
 from ib_async import IB, Contract, Stock
 
+from testing.gwkit import START, LogCatcher, connect, log_problems
 from workbench.testing import Gateway, GatewayConfig
 
 _CATCHER = pytest.StashKey[LogCatcher]()

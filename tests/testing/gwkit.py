@@ -127,6 +127,16 @@ def wait_done(ib: IB, trade: Trade, timeout: float = 5.0) -> Trade:
     return trade
 
 
+def wait_reported(ib: IB, trade: Trade, timeout: float = 5.0) -> Trade:
+    """Wait until ``trade`` is done and each of its fills has its commission report."""
+    wait_until(
+        ib,
+        lambda: trade.isDone() and all(f.commissionReport.execId for f in trade.fills),
+        timeout,
+    )
+    return trade
+
+
 def wait_status(ib: IB, trade: Trade, status: str, timeout: float = 5.0) -> Trade:
     wait_until(ib, lambda: trade.orderStatus.status == status, timeout)
     return trade

@@ -9,7 +9,9 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
-from gwkit import (
+from ib_async import IB, Contract, LimitOrder, MarketOrder, Stock, StopOrder, Trade, util
+
+from testing.gwkit import (
     START,
     codes,
     connect,
@@ -19,8 +21,6 @@ from gwkit import (
     wait_status,
     wait_until,
 )
-from ib_async import IB, Contract, LimitOrder, MarketOrder, Stock, StopOrder, Trade, util
-
 from workbench.testing import (
     Delay,
     Drop,

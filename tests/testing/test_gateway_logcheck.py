@@ -12,7 +12,7 @@ HERE = Path(__file__).resolve().parent
 
 GARBLED = """
 import pytest
-from gwkit import wait_until
+from testing.gwkit import wait_until
 
 
 def _garble(gateway, ib, ib_log_check):
@@ -33,9 +33,11 @@ def test_garbled_but_allowed(gateway, ib, ib_log_check):
 def test_a_decoder_error_fails_the_test_unless_allowed(tmp_path: Path) -> None:
     """Run two tests in a child pytest: the one with a decoder error fails in its call phase,
     the one that allows the line passes."""
-    for name in ("conftest.py", "gwkit.py"):
-        shutil.copy(HERE / name, tmp_path / name)
-    (tmp_path / "test_garbled.py").write_text(GARBLED)
+    package = tmp_path / "testing"
+    package.mkdir()
+    for name in ("__init__.py", "conftest.py", "gwkit.py"):
+        shutil.copy(HERE / name, package / name)
+    (package / "test_garbled.py").write_text(GARBLED)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
         capture_output=True,
@@ -44,5 +46,5 @@ def test_a_decoder_error_fails_the_test_unless_allowed(tmp_path: Path) -> None:
         timeout=120,
     )
     assert "1 failed, 1 passed" in run.stdout, run.stdout
-    assert "FAILED test_garbled.py::test_garbled - Failed: protocol problems" in run.stdout
+    assert "FAILED testing/test_garbled.py::test_garbled - Failed: protocol problems" in run.stdout
     assert "ib_async.Decoder" in run.stdout

@@ -7,10 +7,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from gwkit import START, codes, record_errors, wait_until
 from ib_async import IB, Contract, Stock
 from ib_async.wrapper import RequestError
 
+from testing.gwkit import START, codes, record_errors, wait_until
 from workbench.testing import Gateway
 from workbench.testing.book import con_id_for
 

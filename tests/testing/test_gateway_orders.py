@@ -6,7 +6,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from gwkit import START, codes, connect, record_errors, wait_done, wait_status, wait_until
 from ib_async import (
     IB,
     Contract,
@@ -19,6 +18,16 @@ from ib_async import (
     Trade,
 )
 
+from testing.gwkit import (
+    START,
+    codes,
+    connect,
+    record_errors,
+    wait_done,
+    wait_reported,
+    wait_status,
+    wait_until,
+)
 from workbench.testing import Gateway, GatewayConfig
 
 FILL_ORDER = ["execDetails", "openOrder", "orderStatus", "commissionReport"]
@@ -45,7 +54,7 @@ def test_market_order_fills_with_exec_details_and_commission_once_each(
     fills, reports = [], []
     ib.execDetailsEvent += lambda trade, fill: fills.append(fill)
     ib.commissionReportEvent += lambda trade, fill, report: reports.append(report)
-    trade = wait_done(ib, ib.placeOrder(spy, MarketOrder("BUY", 10)))
+    trade = wait_reported(ib, ib.placeOrder(spy, MarketOrder("BUY", 10)))
     assert trade.orderStatus.status == "Filled" and trade.orderStatus.avgFillPrice == 590.01
     assert len(fills) == 1 and len(reports) == 1 and len(trade.fills) == 1
     assert reports[0].commission == 1.0 and reports[0].currency == "USD"

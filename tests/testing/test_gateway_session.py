@@ -6,7 +6,9 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from gwkit import (
+from ib_async import IB, Contract, LimitOrder, MarketOrder, Stock, util
+
+from testing.gwkit import (
     START,
     LogCatcher,
     codes,
@@ -14,10 +16,9 @@ from gwkit import (
     log_problems,
     record_errors,
     wait_disconnected,
+    wait_reported,
     wait_until,
 )
-from ib_async import IB, Contract, LimitOrder, MarketOrder, Stock, util
-
 from workbench.testing import Gateway, GatewayConfig, GatewayError
 
 STARTUP = (
@@ -67,8 +68,8 @@ def test_each_server_version_round_trips_an_order(configured: int | None, spoken
             assert ib.client.serverVersion() == spoken
             spy = Stock("SPY", "SMART", "USD")
             ib.qualifyContracts(spy)
-            trade = ib.placeOrder(spy, MarketOrder("BUY", 5))
-            wait_until(ib, lambda: trade.orderStatus.status == "Filled")
+            trade = wait_reported(ib, ib.placeOrder(spy, MarketOrder("BUY", 5)))
+            assert trade.orderStatus.status == "Filled"
             assert trade.fills[0].commissionReport.commission == 1.0
             assert ib.reqCompletedOrders(False)[0].orderStatus.status == "Filled"
         finally:
@@ -207,6 +208,7 @@ def test_pacing_mode_answers_error_100_beyond_the_limit(gateway: Gateway, ib: IB
     errors = record_errors(ib)
     for _ in range(8):
         ib.client.reqCurrentTime()
+    gateway.wait_received("reqCurrentTime", 8)
     wait_until(ib, lambda: 100 in codes(errors))
     dropped = [r for r in gateway.received("reqCurrentTime") if r.dropped == "pacing"]
     assert len(dropped) == 3

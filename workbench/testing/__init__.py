@@ -5,6 +5,7 @@ Nothing here imports ib_async: the gateway writes the wire format itself.
 """
 
 from workbench.testing.book import Instrument, Quote
+from workbench.testing.chaos import chaos_schedule
 from workbench.testing.config import GatewayConfig
 from workbench.testing.faults import (
     ANY,
@@ -23,7 +24,6 @@ from workbench.testing.faults import (
     Restart,
     SendError,
     Step,
-    chaos_schedule,
 )
 from workbench.testing.gateway import Gateway, GatewayError
 from workbench.testing.orders import Execution

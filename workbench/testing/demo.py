@@ -13,8 +13,9 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from workbench.testing.chaos import chaos_schedule
 from workbench.testing.config import GatewayConfig
-from workbench.testing.faults import chaos_schedule, describe_effect
+from workbench.testing.faults import describe_effect
 from workbench.testing.gateway import Gateway
 
 DEFAULT_PORT = 4012

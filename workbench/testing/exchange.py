@@ -17,23 +17,22 @@ from typing import Protocol
 
 from workbench.testing import order_codec as oc
 from workbench.testing import replies
-from workbench.testing.book import Book, Instrument
+from workbench.testing.book import Book
 from workbench.testing.clock import Scheduler
 from workbench.testing.config import GatewayConfig
 from workbench.testing.faults import Delay, Drop, Effect, FaultPlan, PartialFill, Reject, Step
+from workbench.testing.intake import Refusal, build_order, margin_shortfall, what_if_margin
 from workbench.testing.ledger import Ledger
-from workbench.testing.orders import SUPPORTED_TYPES, Execution, WorkingOrder, fill_price, touch
+from workbench.testing.orders import Execution, WorkingOrder, fill_price
 from workbench.testing.requests import Request
-from workbench.testing.wire import Message, parse_bool, parse_decimal, parse_int
+from workbench.testing.wire import Message, parse_int
 
 log = logging.getLogger("workbench.testing.gateway")
 
 PERM_BASE = 1_000_000_000
 AVG_QUANTUM = Decimal("0.00000001")
-TIFS = frozenset({"", "DAY", "GTC", "IOC"})
 Render = Callable[[int], Message]
 Batch = list[tuple[str, Render]]
-Refusal = tuple[int, str]
 
 
 class Outlet(Protocol):
@@ -139,9 +138,16 @@ class Exchange:
             self._change(existing, req)
             return
         self._seq += 1
-        order, refusal = self._build(client_id, order_id, req, held.seq if held else self._seq)
+        seq = held.seq if held else self._seq
+        order, refusal = build_order(self.config, self.book, client_id, order_id, req, seq)
+        if refusal is None and order.instrument.symbol in self.reject_symbols:
+            refusal = (201, self.reject_symbols[order.instrument.symbol])
         if order.what_if and refusal is None:
-            self._what_if(order)
+            margin = what_if_margin(self.config, self.book, self.ledger, order)
+            order.status = "PreSubmitted"
+            snap = copy.copy(order)
+            reply: Render = lambda v: oc.open_order(snap, v, margin)  # noqa: E731
+            self.outlet.deliver(order, [("openOrder", reply)], [])
             return
         self._receive(order, refusal)
 
@@ -150,65 +156,6 @@ class Exchange:
         self._seq += 1
         order.seq = self._seq
         self._transmit(order)
-
-    def _build(
-        self, client_id: int, order_id: int, req: Request, seq: int
-    ) -> tuple[WorkingOrder, Refusal | None]:
-        symbol = req.get("symbol")
-        inst = self.book.instrument(symbol, parse_int(req.get("conId")))
-        try:
-            order = WorkingOrder(
-                seq=seq,
-                client_id=client_id,
-                order_id=order_id,
-                instrument=inst or Instrument(symbol, 0, "", "", "", Decimal(0)),
-                exchange=req.get("exchange") or "SMART",
-                action=req.get("action"),
-                quantity=parse_decimal(req.get("totalQuantity")) or Decimal(0),
-                order_type=req.get("orderType"),
-                limit_price=parse_decimal(req.get("lmtPrice")),
-                stop_price=parse_decimal(req.get("auxPrice")),
-                tif=req.get("tif"),
-                oca_group=req.get("ocaGroup"),
-                oca_type=parse_int(req.get("ocaType")),
-                account=req.get("account"),
-                order_ref=req.get("orderRef"),
-                transmit=parse_bool(req.get("transmit")),
-                parent_id=parse_int(req.get("parentId")),
-                outside_rth=parse_bool(req.get("outsideRth")),
-                what_if=parse_bool(req.get("whatIf")),
-            )
-        except (ValueError, ArithmeticError) as exc:
-            blank = Instrument(symbol, 0, "", "", "", Decimal(0))
-            bad = WorkingOrder(seq, client_id, order_id, blank, "", "", Decimal(0), "", None, None)
-            return bad, (320, f"unreadable order field: {exc}")
-        refusal = self._refusal(order, req, inst)
-        order.account = order.account or self.config.account
-        return order, refusal
-
-    def _refusal(self, o: WorkingOrder, req: Request, inst: Instrument | None) -> Refusal | None:
-        """Why the order cannot be accepted (code, reason), or None."""
-        if self.config.read_only:
-            return (321, "The API interface is currently in Read-Only mode.")
-        if req.problem:
-            return (201 if "not emulated" in req.problem else 320, req.problem)
-        if inst is None:
-            return (200, "")
-        checks: tuple[tuple[bool, Refusal], ...] = (
-            (o.action not in ("BUY", "SELL"), (201, f"unknown action {o.action!r}")),
-            (o.order_type not in SUPPORTED_TYPES, (201, f"{o.order_type} orders are not emulated")),
-            (o.quantity <= 0, (434, "")),
-            (o.quantity != o.quantity.to_integral_value(), (201, "fractional shares")),
-            (o.tif not in TIFS, (201, f"time in force {o.tif!r} is not emulated")),
-            (o.order_type in ("LMT", "STP LMT") and not o.limit_price, (201, "no limit price")),
-            (o.order_type in ("STP", "STP LMT") and not o.stop_price, (201, "no stop price")),
-            (bool(o.account) and o.account != self.config.account, (201, "invalid account")),
-        )
-        for failed, refusal in checks:
-            if failed:
-                return refusal
-        reason = self.reject_symbols.get(inst.symbol)
-        return (201, reason) if reason is not None else None
 
     def _receive(
         self, order: WorkingOrder, refusal: Refusal | None, effects: list[Effect] | None = None
@@ -269,7 +216,7 @@ class Exchange:
         if group is None:
             self._reject(order, 201, f"parent order {order.parent_id} is not working")
             return
-        shortfall = self._margin_shortfall(group[0])
+        shortfall = margin_shortfall(self.config, self.book, self.ledger, group[0])
         if shortfall:
             for leg in group:
                 self._reject(leg, 201, shortfall)
@@ -279,23 +226,6 @@ class Exchange:
             self._accept(leg, gate)
         for leg in gate.release():
             self._work(leg)
-
-    def _margin_shortfall(self, order: WorkingOrder) -> str | None:
-        if not self.config.margin_check or order.is_child:
-            return None
-        quote = self.book.quote(order.instrument.symbol)
-        price = order.limit_price or (touch(order, quote) if quote else None)
-        if price is None:
-            return None
-        equity = self.ledger.values()["EquityWithLoanValue"]
-        signed = order.sign * order.quantity
-        needed = self.ledger.initial_margin_after(order.instrument.symbol, signed, price)
-        if needed <= equity:
-            return None
-        return (
-            "YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR EQUITY WITH"
-            f" LOAN VALUE [{equity} USD] MUST EXCEED THE INITIAL MARGIN [{needed} USD]"
-        )
 
     def _register(self, order: WorkingOrder) -> None:
         order.perm_id = next(self._perm)
@@ -584,7 +514,9 @@ class Exchange:
             text = replies.error_text(103)
             self.outlet.deliver(order, [fixed(replies.error(order.order_id, 103, text))], [])
             return
-        new, refusal = self._build(order.client_id, order.order_id, req, order.seq)
+        new, refusal = build_order(
+            self.config, self.book, order.client_id, order.order_id, req, order.seq
+        )
         if refusal is None and new.quantity < order.filled:
             refusal = (201, "quantity below the filled quantity")
         if refusal is not None:
@@ -600,25 +532,3 @@ class Exchange:
         order.outside_rth, order.rested = new.outside_rth, False
         self.outlet.deliver(order, ack_batch(order), [])
         self.try_fill(order)
-
-    def _what_if(self, order: WorkingOrder) -> None:
-        quote = self.book.quote(order.instrument.symbol)
-        price = order.limit_price or (touch(order, quote) if quote else None) or Decimal(0)
-        values = self.ledger.values()
-        symbol = order.instrument.symbol
-        after = self.ledger.initial_margin_after(symbol, order.sign * order.quantity, price)
-        rate = self.config.maintenance_margin_rate / self.config.initial_margin_rate
-        commission = self.ledger.commission_total(order.quantity, order.quantity * price)
-        margin = oc.MarginState(
-            init_before=values["InitMarginReq"],
-            maint_before=values["MaintMarginReq"],
-            equity_before=values["EquityWithLoanValue"],
-            init_change=after - values["InitMarginReq"],
-            maint_change=(after * rate).quantize(Decimal("0.01")) - values["MaintMarginReq"],
-            equity_change=-commission,
-            commission=commission,
-            currency=self.config.currency,
-        )
-        order.status = "PreSubmitted"
-        snap = copy.copy(order)
-        self.outlet.deliver(order, [("openOrder", lambda v: oc.open_order(snap, v, margin))], [])
