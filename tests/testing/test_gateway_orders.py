@@ -172,6 +172,8 @@ def test_account_views_after_a_fill(gateway: Gateway, ib: IB, spy: Contract) -> 
     resting = ib.placeOrder(spy, LimitOrder("SELL", 50, 650))
     wait_status(ib, resting, "Submitted")
     assert [(p.contract.symbol, p.position) for p in ib.reqPositions()] == [("SPY", 100)]
+    (item,) = ib.portfolio()  # streamed by the account-updates subscription after the fill
+    assert (item.position, item.marketPrice, item.marketValue) == (100, 590, 59000)
     summary = {v.tag: v for v in ib.accountSummary()}
     values = gateway.account_values()
     for tag in ("NetLiquidation", "AvailableFunds", "BuyingPower", "MaintMarginReq"):
