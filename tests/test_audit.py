@@ -7,6 +7,7 @@ import multiprocessing as mp
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,99 @@ def test_tail_returns_newest_in_order(log: AuditLog, n: int) -> None:
     fill(log, n)
     head = log.head()[0]
     assert [e.seq for e in log.tail(5)] == list(range(max(1, head - 4), head + 1))
+
+
+# -- threads: a widget callback runs on another thread than the notebook's cells -----------------
+
+
+def _in_thread(work: Any) -> Any:
+    """Run ``work()`` on a new thread (as ipykernel runs a widget callback); return or raise."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed back to the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the worker thread did not finish"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def test_log_opened_on_one_thread_reads_and_writes_from_another(log: AuditLog) -> None:
+    """A log opened by the kernel's thread appends and reads on a callback's thread."""
+    fill(log, 2)
+    seen = _in_thread(lambda: (fill(log, 1), [e.seq for e in log.events()])[1])
+    assert seen == [1, 2, 3]
+    assert [e.seq for e in log.events()] == [1, 2, 3] and log.verify().ok
+
+
+def test_a_transaction_is_never_joined_by_another_thread(log: AuditLog) -> None:
+    """While one thread holds the write transaction, another thread's append waits for it to
+    commit and then chains after it: one writer at a time, one chain."""
+    started, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        started.set()
+        log.append(EventType.TOOL_CALLED, {"who": "callback"}, actor="test")
+        done.set()
+
+    with log.transaction() as tx:
+        tx.append(EventType.TOOL_CALLED, {"who": "kernel"}, actor="test")
+        worker = threading.Thread(target=other)
+        worker.start()
+        assert started.wait(timeout=10)
+        # The callback's append is blocked on SQLite's write lock, not joined to this transaction.
+        assert not done.wait(timeout=0.5)
+        assert log.count() == 1
+    worker.join(timeout=60)
+    assert done.is_set()
+    events = log.events()
+    assert [e.payload["who"] for e in events] == ["kernel", "callback"]
+    assert log.verify().ok
+
+
+def test_rolled_back_transaction_does_not_take_another_threads_event_with_it(
+    log: AuditLog,
+) -> None:
+    """A failing transaction on one thread rolls back only its own events."""
+    _in_thread(lambda: fill(log, 1))
+    with pytest.raises(RuntimeError), log.transaction() as tx:
+        tx.append(EventType.TOOL_CALLED, {"i": "doomed"}, actor="test")
+        raise RuntimeError("boom")
+    assert log.count() == 1 and log.verify().ok
+
+
+def test_two_threads_appending_leave_one_unbroken_chain(log: AuditLog) -> None:
+    """Two threads appending at once leave every event, in one verified chain."""
+    barrier = threading.Barrier(2)
+
+    def writer(name: str) -> None:
+        barrier.wait(timeout=10)
+        for i in range(50):
+            log.append(EventType.TOOL_CALLED, {"i": i, "who": name}, actor="test")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("kernel", "callback")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    result = log.verify()
+    assert result.ok and result.checked == 100
+    assert [e.seq for e in log.events()] == list(range(1, 101))
+
+
+def test_close_closes_every_threads_connection(home: Path, clock: FixedClock) -> None:
+    """Closing the log from its owner closes the callback thread's connection too."""
+    log = AuditLog(home / "workbench.sqlite", clock=clock)
+    conn = _in_thread(lambda: log.conn)
+    log.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")
+    with pytest.raises(AuditError, match="closed"):
+        _in_thread(lambda: log.count())

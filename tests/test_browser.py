@@ -1,8 +1,11 @@
 """The approval panel in a real browser: JupyterLab, headless Debian Chromium, Playwright.
 
-A person opens ``notebooks/approvals.ipynb`` (a parameterised copy on a temp home), runs it, types
-their name and passphrase, clicks Approve then Submit; the audit log must show the order filled on
-the paper broker. With a wrong passphrase no token is minted. Screenshots go to ``test-artifacts/``.
+A person opens ``notebooks/approvals.ipynb`` (a parameterised copy on a temp home), runs it, reads
+the selected proposal's ticket, types their name and passphrase, clicks Approve then Submit; the
+audit log must show the order filled on the paper broker and the panel must still show that order
+with its fill. With a wrong passphrase no token is minted; HALT turns the header red. In
+``notebooks/explore.ipynb`` every slider re-judges the intents without an error. Screenshots go to
+``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pytest
 from conftest import TRADING_NOW
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, open_wb
 
 from workbench.audit import AuditLog, EventType
@@ -47,6 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 NOTEBOOK = ROOT / "notebooks" / "approvals.ipynb"
+EXPLORE = ROOT / "notebooks" / "explore.ipynb"
 ARTIFACTS = ROOT / "test-artifacts"
 # Autosave off (it could write outputs into a notebook), no news pop-up over the panel.
 LAB_OVERRIDES = {
@@ -197,18 +201,20 @@ def page(browser: Browser) -> Iterator[Page]:
 # -- the scenario's parts --------------------------------------------------------------------
 
 
-def pending_proposal(home: Path) -> str:
-    """A registered approver and one SPY limit buy awaiting approval, made by the real facade."""
+def pending_proposal(home: Path, symbols: tuple[str, ...] = ("SPY",)) -> str:
+    """A registered approver and limit buys awaiting approval, made by the real facade; the
+    id of the last one."""
     with open_wb(home, FixedClock(TRADING_NOW)) as wb:
         add_approver(wb)
-        outcome = wb.run(intent(wb, "SPY"), actor="test")
-    assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
-    return outcome.proposal_id
+        outcomes = [wb.run(intent(wb, symbol), actor="test") for symbol in symbols]
+    assert all(o.state is OrderState.APPROVAL_REQUESTED for o in outcomes), outcomes
+    return outcomes[-1].proposal_id
 
 
-def notebook_copy(lab: Lab, folder: str, home: Path) -> str:
-    """The approvals notebook, parameterised for ``home``, copied under the served folder."""
-    nb = load_notebook_node(str(NOTEBOOK))
+def notebook_copy(lab: Lab, folder: str, home: Path, notebook: Path = NOTEBOOK) -> str:
+    """A notebook, parameterised for ``home`` at a trading moment, copied under the served
+    folder."""
+    nb = load_notebook_node(str(notebook))
     parameters = {
         "home": str(home),
         "broker": "paper",
@@ -218,17 +224,17 @@ def notebook_copy(lab: Lab, folder: str, home: Path) -> str:
     nb = parameterize_notebook(nb, parameters, kernel_name="python3", language="python")
     assert nb.metadata.kernelspec.name == "python3"
     (lab.root / folder).mkdir()
-    nbformat.write(nb, lab.root / folder / NOTEBOOK.name)
-    return f"{folder}/{NOTEBOOK.name}"
+    nbformat.write(nb, lab.root / folder / notebook.name)
+    return f"{folder}/{notebook.name}"
 
 
-def run_all(page: Page, url: str) -> None:
-    """Open the notebook, wait for its kernel, Run All from the Run menu, wait for the panel."""
+def run_all(page: Page, url: str, ready: str = "button.wb-approve") -> None:
+    """Open the notebook, wait for its kernel, Run All from the Run menu, wait for ``ready``."""
     page.goto(url)
     wait_for_idle_kernel(page)
     page.locator("#jp-menu-panel").get_by_text("Run", exact=True).click()
     page.locator("li[data-command='runmenu:run-all']").click()
-    page.locator("button.wb-approve").wait_for(state="visible")
+    page.locator(ready).first.wait_for(state="visible")
     wait_for_idle_kernel(page)
 
 
@@ -237,10 +243,12 @@ def wait_for_idle_kernel(page: Page) -> None:
     page.locator("#jp-main-statusbar >> text=Idle").wait_for()
 
 
-def choose(page: Page, proposal_id: str) -> None:
-    """Pick the proposal in the panel's dropdown (by its id at the start of the label)."""
-    option = page.locator(".wb-proposal select option", has_text=proposal_id).first
+def choose(page: Page, symbol: str, proposal_id: str) -> None:
+    """Pick the proposal in the panel's list by its row (symbol first), as a person would, and
+    wait until its ticket is the one the buttons act on."""
+    option = page.locator(".wb-proposal select option", has_text=symbol).first
     page.locator(".wb-proposal select").select_option(label=option.inner_text())
+    expect(page.locator(".wb-acting-on")).to_contain_text(proposal_id)
 
 
 def credential(page: Page, name: str, passphrase: str) -> None:
@@ -261,12 +269,13 @@ def event_types(home: Path, proposal_id: str) -> list[str]:
         return [str(e.type) for e in log.events(proposal_id=proposal_id)]
 
 
-def screenshot(page: Page, name: str) -> None:
-    """Save what the page shows, with the panel in view when there is one, as a test artifact."""
+def screenshot(page: Page, name: str, focus: str = "button.wb-halt") -> None:
+    """Save what the page shows, with ``focus`` (the panel's HALT button) in view when there is
+    one, as a test artifact."""
     ARTIFACTS.mkdir(exist_ok=True)
-    halt = page.locator("button.wb-halt")
-    if halt.count():
-        halt.scroll_into_view_if_needed(timeout=5_000)
+    target = page.locator(focus).first
+    if target.count():
+        target.scroll_into_view_if_needed(timeout=5_000)
     page.screenshot(path=ARTIFACTS / name, timeout=10_000)
 
 
@@ -288,19 +297,36 @@ def screenshot_on_failure(page: Page, name: str) -> Iterator[None]:
 def test_approve_then_submit_in_browser_fills_the_order_on_the_paper_broker(
     browser: Browser, lab: Lab, page: Page, tmp_path: Path
 ) -> None:
-    """Typing the passphrase, Approve, then Submit in the browser fills the order (audit log)."""
+    """The selected proposal's ticket shows its stop, money at risk, before → after and every
+    check; Approve then Submit fills it, the selection stays on it and the fill shows."""
     home = tmp_path / "home"
-    proposal_id = pending_proposal(home)
+    proposal_id = pending_proposal(home, ("QQQ", "IEF", "SPY"))
     url = lab.notebook_url(notebook_copy(lab, "approve", home), "approve")
     with screenshot_on_failure(page, "approvals-panel"):
         run_all(page, url)
-        choose(page, proposal_id)
+        choose(page, "SPY", proposal_id)
+        ticket = page.locator(".wb-detail .wb-ticket")
+        expect(ticket.locator(".wb-ticket-head")).to_contain_text("BUY 10 SPY LMT")
+        expect(ticket.locator(".wb-line-stop")).to_contain_text("ATR(14)")
+        expect(ticket.locator(".wb-line-risk")).to_contain_text("of NAV")
+        expect(ticket.locator(".wb-ticket-changes")).to_contain_text("Buying power")
+        expect(ticket.locator(".wb-ticket-changes")).to_contain_text("→")
+        expect(ticket.locator(".wb-check")).to_have_count(19)  # R1..R19, each finding a row
+        expect(page.locator(".wb-acting-on")).to_contain_text(proposal_id)
+        screenshot(page, "approvals-ticket.png", ".wb-detail")
         credential(page, APPROVER, PASSPHRASE)
         page.locator("button.wb-approve").click()
         assert proposal_id in status(page, f"Approved {proposal_id}")
+        assert "EST" in status(page, "expires")
         assert page.locator(".wb-passphrase input").input_value() == ""
         page.locator("button.wb-submit").click()
-        assert "order FILLED" in status(page, f"Submitted {proposal_id}")
+        said = status(page, f"Submitted {proposal_id}")
+        assert "order FILLED" in said and "commission 1.00 USD" in said and "WORKING" in said
+        selected = page.locator(".wb-proposal select").input_value()
+        assert selected.startswith("SPY") and "FILLED" in selected, selected
+        expect(page.locator(".wb-acting-on")).to_contain_text(proposal_id)
+        expect(ticket.locator(".wb-ticket-exec")).to_contain_text("FILLED")
+        expect(ticket.locator(".wb-ticket-exec")).to_contain_text("stop SELL 10 SPY STP")
         screenshot(page, "approvals-panel.png")
     types = event_types(home, proposal_id)
     assert EventType.APPROVAL_GRANTED in types, types
@@ -318,7 +344,7 @@ def test_wrong_passphrase_in_browser_mints_no_token(
     url = lab.notebook_url(notebook_copy(lab, "refuse", home), "refuse")
     with screenshot_on_failure(page, "approvals-refused"):
         run_all(page, url)
-        choose(page, proposal_id)
+        choose(page, "SPY", proposal_id)
         credential(page, APPROVER, "not the right passphrase")
         page.locator("button.wb-approve").click()
         assert "wrong approver name or passphrase" in status(page, "Approval refused")
@@ -329,6 +355,73 @@ def test_wrong_passphrase_in_browser_mints_no_token(
     assert EventType.APPROVAL_CREDENTIAL_REFUSED in types, types
     assert EventType.APPROVAL_GRANTED not in types, types
     assert EventType.ORDER_SUBMITTED not in types, types
+
+
+@pytest.mark.browser
+def test_halt_in_browser_turns_the_header_red(
+    browser: Browser, lab: Lab, page: Page, tmp_path: Path
+) -> None:
+    """HALT with a name halts trading and the header turns red, saying HALTED."""
+    home = tmp_path / "home"
+    pending_proposal(home)
+    url = lab.notebook_url(notebook_copy(lab, "halt", home), "halt")
+    with screenshot_on_failure(page, "approvals-halted"):
+        run_all(page, url)
+        header = page.locator(".wb-header-box")
+        expect(header).to_contain_text("ACTIVE")
+        assert "wb-halted" not in (header.get_attribute("class") or "")
+        page.locator(".wb-approver input").fill("ops")
+        page.locator("button.wb-halt").click()
+        expect(page.locator(".wb-header-box.wb-halted")).to_contain_text("TRADING HALTED")
+        colour = page.locator(".wb-header-box").evaluate("e => getComputedStyle(e).backgroundColor")
+        assert colour == "rgb(179, 38, 30)", colour
+        status(page, "Trading HALTED by ops")
+        screenshot(page, "approvals-halted.png", ".wb-header-box")
+    with AuditLog(db_path(home), FixedClock(TRADING_NOW)) as log:
+        assert [e.type for e in log.events(types=(EventType.KILL_SWITCH_ACTIVATED,))] == [
+            EventType.KILL_SWITCH_ACTIVATED
+        ]
+
+
+def verdicts(page: Page) -> str:
+    """The explore table's text once the kernel is idle again."""
+    wait_for_idle_kernel(page)
+    return page.locator(".wb-explore-table").inner_text()
+
+
+def nudge(page: Page, slider: str, key: str = "ArrowLeft") -> None:
+    """Move one explore slider a step with the keyboard, as a person would."""
+    handle = page.locator(f".{slider} .noUi-handle")
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    page.keyboard.press(key)
+
+
+@pytest.mark.browser
+def test_explore_sliders_rejudge_without_error(
+    browser: Browser, lab: Lab, page: Page, tmp_path: Path
+) -> None:
+    """Each explore slider, moved in the browser, re-judges the intents without an error; the
+    verdicts change when the limits say they should."""
+    home = tmp_path / "home"
+    url = lab.notebook_url(notebook_copy(lab, "explore", home, EXPLORE), "explore")
+    table = page.locator(".wb-explore-table")
+    with screenshot_on_failure(page, "explore-sliders"):
+        run_all(page, url, ".wb-max-notional .noUi-handle")
+        expect(table).to_contain_text("REVIEW")  # max notional 10,000, sizes ×0.5: none over
+        nudge(page, "wb-max-notional")  # 9,000: every ~10,000 order is now over the cap
+        expect(table).not_to_contain_text("REVIEW")
+        assert "R1 BLOCKER: notional" in verdicts(page)
+        nudge(page, "wb-size")  # sizes ×0.4: ~8,000 orders fit under 9,000 again
+        expect(table).to_contain_text("REVIEW")
+        before = verdicts(page)
+        nudge(page, "wb-max-weight")  # 9%: far above any ~1% weight, verdicts unchanged
+        expect(page.locator(".wb-max-weight .widget-readout")).to_have_text("9%")
+        assert verdicts(page).count("REVIEW") == before.count("REVIEW")
+        page_text = page.locator(".jp-NotebookPanel").inner_text()
+        assert "Error" not in page_text and "Traceback" not in page_text
+        assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+        screenshot(page, "explore-sliders.png", ".wb-explore-table")
 
 
 def test_ci_installs_the_chromium_the_readme_names() -> None:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import TRADING_NOW
+from wbkit import APPROVER, PASSPHRASE, add_approver, counter_ids, intent, open_wb
 
+import workbench.workbench as workbench_module
+from workbench import cli
 from workbench.audit import AuditLog, EventType
 from workbench.cli import build_parser, main
+from workbench.clock import FixedClock
+from workbench.fmt import findings
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
@@ -56,3 +63,124 @@ def test_audit_tail_prints_the_newest_events(
     assert main(["audit", "tail", "-n", "2", "--home", str(home)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["2", "3"]
+
+
+# -- the order commands: what a person reads in a terminal ---------------------------------------
+
+
+@pytest.fixture
+def wall_clock_at_trading_now(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
+    """The commands' wall clock, fixed on a trading morning (time is outside our control)."""
+    clock = FixedClock(TRADING_NOW)
+    monkeypatch.setattr(workbench_module, "SystemClock", lambda: clock)
+    return clock
+
+
+def _pending(home: Path, symbols: tuple[str, ...] = ("SPY",)) -> list[str]:
+    with open_wb(home, FixedClock(TRADING_NOW)) as wb:
+        add_approver(wb)
+        return [wb.run(intent(wb, s), actor="test").proposal_id for s in symbols]
+
+
+def test_approve_prints_the_ticket_before_asking_for_the_passphrase(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    wall_clock_at_trading_now: FixedClock,
+) -> None:
+    """`workbench approve` shows the order, its stop, risk and checks before the prompt."""
+    (pid,) = _pending(home)
+    seen: list[str] = []
+
+    def prompt(text: str = "") -> str:
+        seen.append(capsys.readouterr().out)
+        return PASSPHRASE
+
+    monkeypatch.setattr(cli.getpass, "getpass", prompt)
+    assert main(["approve", pid, "--approver", APPROVER, "--home", str(home)]) == 0
+    shown = seen[0]
+    assert f"Proposal {pid}: BUY 10 SPY LMT" in shown
+    for part in ("Stop (bracket)", "At risk to the stop", "Buying power", "R1   ok", "Decided"):
+        assert part in shown, part
+    assert all(len(line) <= 100 for line in shown.splitlines())
+    after = capsys.readouterr().out
+    assert "expires 2026-11-18 10:35:00 EST" in after
+
+
+def test_approve_of_an_unknown_proposal_asks_nothing(
+    home: Path, monkeypatch: pytest.MonkeyPatch, wall_clock_at_trading_now: FixedClock
+) -> None:
+    """An unknown proposal id is refused before any passphrase is asked for."""
+    _pending(home)
+    asked: list[str] = []
+    monkeypatch.setattr(cli.getpass, "getpass", lambda text="": asked.append(text) or "x")
+    assert main(["approve", "nope", "--approver", APPROVER, "--home", str(home)]) == 1
+    assert asked == []
+
+
+def test_submit_prints_the_fill_the_commission_and_the_working_stop(
+    home: Path, capsys: pytest.CaptureFixture[str], wall_clock_at_trading_now: FixedClock
+) -> None:
+    """`workbench submit` says where the order went, its fill, commission and working stop."""
+    (pid,) = _pending(home)
+    with open_wb(home, wall_clock_at_trading_now) as wb:
+        token = wb.approve(pid, APPROVER, PASSPHRASE).token
+    assert main(["submit", pid, "--token", token, "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert f"submitted {pid} to paper broker (simulated): FILLED" in out
+    assert re.search(r"fill:\s+10 of 10 @ [\d,]+\.\d\d \(FILLED\)", out), out
+    assert re.search(r"commission:\s+1\.00 USD", out), out
+    assert re.search(r"stop:\s+SELL 10 SPY STP [\d,.]+ GTC: WORKING", out), out
+
+
+def test_proposals_fit_100_columns_with_blocking_reasons_in_full(
+    home: Path, capsys: pytest.CaptureFixture[str], wall_clock_at_trading_now: FixedClock
+) -> None:
+    """The default listing fits 100 columns and prints every blocking reason whole."""
+    symbols = ("SPY", "QQQ", "IEF", "AGG", "GLD", "TLT")
+    ids = _pending(home, symbols)
+    with open_wb(home, FixedClock(TRADING_NOW), counter_ids("q")) as wb:
+        far = intent(wb, "VEA")
+        assert far.limit_price is not None
+        far = far.model_copy(update={"limit_price": far.limit_price * 2})
+        collared = wb.run(far, actor="test")
+        wb.halt("risk off", by="ops")
+        halted = wb.run(intent(wb, "VWO"), actor="test").proposal_id
+    assert main(["proposals", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert all(len(line) <= 100 for line in out.splitlines()), max(map(len, out.splitlines()))
+    assert all(pid in out for pid in [*ids, collared.proposal_id, halted])
+    assert collared.decision is not None
+    for v in collared.decision.violations:
+        if v.severity == "BLOCKER":
+            assert " ".join(v.message.split()) in " ".join(out.split())
+    assert "R12 BLOCKER: limit price" in out and "R6 BLOCKER: trading is HALTED" in out
+    assert "2026-11-18 10:30" in out and "notional USD" in out
+    assert "(MINOR)" not in out and "MINOR notes not shown" in out
+
+
+def test_proposals_wide_lists_every_column_and_violation(
+    home: Path, capsys: pytest.CaptureFixture[str], wall_clock_at_trading_now: FixedClock
+) -> None:
+    """`--wide` shows every column of the view and every violation, MINOR notes included."""
+    _pending(home)
+    assert main(["proposals", "--wide", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    for column in ("proposal_id", "limit_price", "stop", "source", "correlation_id"):
+        assert column in out
+    assert "R8_MARKET_DATA_STALE (MINOR): the quote is synthetic (paper data)" in out
+
+
+def test_findings_split_the_view_text_blockers_first() -> None:
+    """The proposals view's violation text splits into findings, BLOCKERs before MINORs."""
+    text = (
+        "R8_MARKET_DATA_STALE (MINOR): the quote is synthetic; really (paper data); "
+        "R11_TRADING_WINDOW (BLOCKER): XNYS has no session on 2026-11-21"
+    )
+    assert findings(text) == [
+        ("R11", "BLOCKER", "XNYS has no session on 2026-11-21"),
+        ("R8", "MINOR", "the quote is synthetic; really (paper data)"),
+    ]
+    assert findings("simulation failed: no quote") == [
+        ("FAULT", "BLOCKER", "simulation failed: no quote")
+    ]

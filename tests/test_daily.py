@@ -5,15 +5,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import nbformat
 import pandas as pd
 import pytest
 
 from workbench.audit import AuditLog, EventType
-from workbench.daily import exposure_frame
+from workbench.clock import FixedClock
+from workbench.daily import exposure_frame, market_status, run_cycle
 from workbench.errors import WorkbenchError
 from workbench.workbench import Workbench
 
@@ -59,21 +62,12 @@ def test_daily_twice_for_the_same_date_keeps_one_set_of_proposals(home: Path) ->
 
 @pytest.mark.slow
 def test_report_shows_decisions_and_chain_head_without_code(home: Path) -> None:
-    """The executed notebook shows the broker label, decisions and chain head; HTML has no code."""
+    """The report shows the broker label, decisions and the chain head; its HTML has no code."""
     assert daily(home).returncode == 0
-    nb = nbformat.read(home / DAY / "daily_cycle.ipynb", as_version=4)
-    text = "\n".join(
-        str(o.get("data", {}).get("text/markdown", ""))
-        + str(o.get("data", {}).get("text/plain", ""))
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-    )
-    assert "paper broker (simulated)" in text and "synthetic" in text
-    assert "Audit chain head" in text and "APPROVE" in text
     html = (home / DAY / "daily_cycle.html").read_text()
+    assert "paper broker (simulated)" in html and "synthetic (seeded)" in html
+    assert "Audit chain head" in html and "APPROVE" in html
     assert "open_for_day(" not in html  # --no-input: the code is not in the report
-    assert "Audit chain head" in html
 
 
 @pytest.mark.slow
@@ -133,3 +127,42 @@ def test_exposure_after_uses_the_simulated_notional(wb: Workbench) -> None:
     assert frame.loc[frame["symbol"] == "SPY", "after"].item() == -201.5
     with pytest.raises(WorkbenchError, match="without a simulated notional"):
         exposure_frame(portfolio, _pending(None))
+
+
+# -- is the market open? (the proposer runs only while it is) ------------------------------------
+
+NY = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("when", "opens", "why"),
+    [
+        (datetime(2026, 11, 21, 10, 30, tzinfo=NY), "2026-11-23 09:30", "(the weekend)"),
+        (datetime(2026, 11, 26, 10, 30, tzinfo=NY), "2026-11-27 09:30", "(a holiday)"),
+        (datetime(2026, 11, 18, 8, 0, tzinfo=NY), "2026-11-18 09:30", "has not opened yet"),
+        (datetime(2026, 11, 18, 16, 30, tzinfo=NY), "2026-11-19 09:30", "closed at"),
+    ],
+)
+def test_market_status_says_why_it_is_closed_and_when_it_opens(
+    when: datetime, opens: str, why: str
+) -> None:
+    """Weekend, Thanksgiving, before the open and after the close: closed, why, next open."""
+    status = market_status(when)
+    assert not status.open_now and why in status.reason
+    assert status.next_open is not None
+    assert status.next_open.astimezone(NY).strftime("%Y-%m-%d %H:%M") == opens
+
+
+def test_market_status_open_in_session() -> None:
+    """A Wednesday at 10:30 in New York: open, nothing to explain."""
+    status = market_status(datetime(2026, 11, 18, 10, 30, tzinfo=NY))
+    assert status.open_now and status.reason == "" and status.next_open is None
+
+
+def test_closed_market_skips_the_proposer(wb: Workbench, clock: FixedClock) -> None:
+    """On a Saturday the cycle proposes nothing and its report carries the reason."""
+    clock.set(datetime(2026, 11, 21, 10, 30, tzinfo=NY))
+    report = run_cycle(wb, as_of=date(2026, 11, 21), policy_dir=ROOT / "policies")
+    assert report.outcomes == () and report.proposals.empty
+    assert wb.proposals().empty
+    assert "no session on Sat 2026-11-21" in report.market.reason

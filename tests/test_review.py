@@ -1,39 +1,56 @@
-"""The reviewer's view: chain verdict, events, rejects by rule, fills and state history."""
+"""The reviewer's view: chain verdict, NAV and drawdown, rejects by rule, fills and P&L, open
+orders, state history — and the review notebook as it renders."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from wbkit import APPROVER, PASSPHRASE, add_approver, intent, open_wb
+import nbformat
+import papermill as pm
+import pytest
+from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, open_wb
 
 from workbench.clock import FixedClock
+from workbench.daily import write_html
 from workbench.models import Side
-from workbench.review import Review
+from workbench.review import Review, cost_basis, one_day_drawdowns
 
 
 def busy_home(home: Path, clock: FixedClock) -> str:
-    """A home with one filled order, one rejected proposal and a halt/resume."""
+    """A home with a filled buy (its stop working), a partly closing sell, a rejected short and a
+    halt/resume."""
     with open_wb(home, clock) as wb:
         add_approver(wb)
         filled = wb.run(intent(wb, "SPY", 10), actor="test")
         grant = wb.approve(filled.proposal_id, APPROVER, PASSPHRASE)
         wb.submit(filled.proposal_id, grant.token)
+        clock.advance(timedelta(minutes=20))
+        sold = wb.run(intent(wb, "SPY", 4, Side.SELL, stop=False), actor="test")
+        wb.submit(sold.proposal_id, wb.approve(sold.proposal_id, APPROVER, PASSPHRASE).token)
         wb.run(intent(wb, "QQQ", 10, Side.SELL, stop=False), actor="test")  # a short: rejected
         wb.halt("lunch", by="ops")
         wb.resume("back", approver=APPROVER, passphrase=PASSPHRASE)
         return filled.proposal_id
 
 
+def open_review(home: Path) -> Review:
+    return Review.open(
+        home=str(home), since="2026-11-01", until="2026-12-01", policy_dir=str(POLICIES)
+    )
+
+
 def test_review_summarises_a_day(home: Path, clock: FixedClock) -> None:
     """Fills carry commission and P&L, rejects are counted by rule, state changes are listed."""
     pid = busy_home(home, clock)
-    review = Review.open(home=str(home), since="2026-11-01", until="2026-12-01")
+    review = open_review(home)
     try:
         assert review.chain().ok
         fills = review.fills()
-        assert list(fills["proposal_id"]) == [pid]
+        assert fills["proposal_id"].iloc[0] == pid and len(fills) == 2
         assert fills["commission"].iloc[0] > 0 and isinstance(fills["quantity"].iloc[0], Decimal)
         rejects = review.rejects_by_rule()
         assert "R15_CASH_AND_SHORTS" in set(rejects["rule_id"])
@@ -43,9 +60,60 @@ def test_review_summarises_a_day(home: Path, clock: FixedClock) -> None:
         counts = dict(
             zip(review.events_by_type()["type"], review.events_by_type()["events"], strict=True)
         )
-        assert counts["OrderFilled"] == 1
+        assert counts["OrderFilled"] == 2
     finally:
         review.close()
+
+
+def test_fill_pnl_in_money_and_percent_of_what_the_shares_cost(
+    home: Path, clock: FixedClock
+) -> None:
+    """The closing sell's P&L % is its realised P&L over the closed shares' cost; the opening
+    buy realises nothing and has no %."""
+    busy_home(home, clock)
+    review = open_review(home)
+    try:
+        fills = review.fills()
+        buy, sell = fills.iloc[0], fills.iloc[1]
+        assert buy["realized_pnl"] == 0 and buy["pnl_pct"] is None
+        basis = cost_basis("SELL", sell["quantity"], sell["price"], sell["commission"],
+                           sell["realized_pnl"])  # fmt: skip
+        assert sell["pnl_pct"] == sell["realized_pnl"] / basis
+    finally:
+        review.close()
+
+
+def test_cost_basis_undoes_a_net_of_commission_pnl() -> None:
+    """Sold 10 at 105 with 1.00 commission, P&L 49.00: the shares had cost 10 × 100 = 1,000."""
+    assert cost_basis("SELL", Decimal(10), Decimal(105), Decimal(1), Decimal(49)) == 1000
+    # covered a short of 10 at 95, opened at 100: P&L 10 × 5 − 1 = 49, cost 1,000
+    assert cost_basis("BUY", Decimal(10), Decimal(95), Decimal(1), Decimal(49)) == 1000
+
+
+def test_open_orders_include_the_working_protective_stop(home: Path, clock: FixedClock) -> None:
+    """After the buy fills, its protective stop is listed as a working order."""
+    pid = busy_home(home, clock)
+    review = open_review(home)
+    try:
+        orders = review.open_orders()
+        stops = orders[orders["role"] == "protective stop"]
+        assert list(stops["proposal_id"]) == [pid]
+        assert stops["status"].iloc[0] == "Submitted" and stops["stop"].iloc[0] is not None
+    finally:
+        review.close()
+
+
+def test_one_day_drawdown_is_measured_from_the_trailing_24_hour_peak() -> None:
+    """110 then 99 within a day is a 10% drawdown; 24 h after the 110 it no longer counts."""
+    t0 = datetime(2026, 11, 18, 15, tzinfo=UTC)
+    times = [t0, t0 + timedelta(hours=1), t0 + timedelta(hours=2), t0 + timedelta(hours=25.5)]
+    navs = [Decimal(100), Decimal(110), Decimal(99), Decimal(98)]
+    assert one_day_drawdowns(times, navs) == [
+        Decimal(0),
+        Decimal(0),
+        Decimal(11) / Decimal(110),
+        Decimal(1) / Decimal(99),
+    ]
 
 
 def test_review_reports_a_broken_chain(home: Path, clock: FixedClock) -> None:
@@ -56,9 +124,39 @@ def test_review_reports_a_broken_chain(home: Path, clock: FixedClock) -> None:
         "DROP TRIGGER events_no_update; UPDATE events SET actor = 'mallory' WHERE seq = 5;"
     )
     raw.close()
-    review = Review.open(home=str(home))
+    review = open_review(home)
     try:
         result = review.chain()
         assert not result.ok and result.first_bad_seq == 5
     finally:
         review.close()
+
+
+@pytest.mark.slow
+def test_review_notebook_renders_the_charts_and_verifies_the_chain_once(
+    home: Path, clock: FixedClock, tmp_path: Path
+) -> None:
+    """Run from its own folder, the review notebook draws NAV, drawdown, reject rate and state
+    charts, says the chain verdict once and counts commission as money."""
+    busy_home(home, clock)
+    out = tmp_path / "review.ipynb"
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / "review.ipynb"),
+        str(out),
+        parameters={"home": str(home), "since": "2026-11-01", "until": "2026-12-01"},
+        kernel_name="python3",
+        cwd=str(ROOT / "notebooks"),
+        progress_bar=False,
+        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+    )
+    page = write_html(out, "Review").read_text()
+    assert page.count("data:image/png;base64") >= 4
+    for chart in ("NAV (equity curve)", "Daily drawdown against the circuit breaker",
+                  "Reject rate by rule", "Trading-state timeline"):  # fmt: skip
+        assert f'alt="{chart}"' in page, chart
+    assert page.count("verified OK") == 1
+    assert re.search(r"net of \d+\.\d\d USD commission", page)
+    assert "row_heading" not in page
+    nb = nbformat.read(out, as_version=4)
+    streams = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "stream"]
+    assert streams == [], streams

@@ -325,3 +325,25 @@ def test_expired_token_sends_nothing(wb: Workbench, clock: FixedClock) -> None:
     with pytest.raises(ApprovalError, match="expired"):
         wb.submit(pid, token)
     assert parent_orders(wb) == [] and wb.state(pid) is OrderState.APPROVAL_GRANTED
+
+
+def test_facade_opened_on_one_thread_works_from_a_callback_thread(wb: Workbench) -> None:
+    """A what-if and the proposals view run on a widget callback's thread (ipykernel 7 runs
+    them off the kernel's thread) without SQLite's same-thread error, and see the same log."""
+    import threading
+
+    pid = wb.run(intent(wb, "SPY"), actor="test").proposal_id
+    found: dict[str, object] = {}
+
+    def callback() -> None:
+        try:
+            found["what_if"] = wb.what_if([intent(wb, "QQQ")])[0].decision
+            found["ids"] = list(wb.proposals()["proposal_id"])
+        except Exception as exc:  # reported by the assertion below
+            found["error"] = exc
+
+    worker = threading.Thread(target=callback)
+    worker.start()
+    worker.join(timeout=60)
+    assert "error" not in found, found.get("error")
+    assert found["ids"] == [pid] and found["what_if"] is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -227,14 +228,43 @@ class AuditLog:
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
-        self.conn = db.connect(self.path)
+        self._connections = db.ThreadConnections(self.path)
+        self._local = threading.local()  # each thread's open transaction, if any
         db.migrate(self.conn, "audit", SCHEMA_MIGRATIONS)
-        self.db = sqlite_utils.Database(self.conn)
-        self._tx: Transaction | None = None
-        self._depth = 0
+
+    # -- connections: one per thread (a widget callback's thread is not the kernel's) ---------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The calling thread's connection to the log's file."""
+        return self._connections.get()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the calling thread's connection."""
+        return sqlite_utils.Database(self.conn)
+
+    @property
+    def _tx(self) -> Transaction | None:
+        """The calling thread's open transaction: another thread never joins it."""
+        tx: Transaction | None = getattr(self._local, "tx", None)
+        return tx
+
+    @_tx.setter
+    def _tx(self, value: Transaction | None) -> None:
+        self._local.tx = value
+
+    @property
+    def _depth(self) -> int:
+        depth: int = getattr(self._local, "depth", 0)
+        return depth
+
+    @_depth.setter
+    def _depth(self, value: int) -> None:
+        self._local.depth = value
 
     def close(self) -> None:
-        self.conn.close()
+        self._connections.close()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -392,4 +422,4 @@ class AuditLog:
         return self.frame(since=since, until=until)
 
     def count(self) -> int:
-        return int(self.db["events"].count)
+        return int(self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])

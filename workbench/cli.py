@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
-
-from workbench import __version__, trading_state
+from workbench import __version__, cli_format, fmt, trading_state
 from workbench.audit import AuditLog
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import HOME_ENV, POLICY_ENV, db_path, resolve_home, resolve_policy_dir
@@ -164,28 +162,35 @@ def cmd_approver_add(args: argparse.Namespace) -> int:
 
 @_fails_cleanly
 def cmd_proposals(args: argparse.Namespace) -> int:
-    """List proposals with their decision, violations and state (optionally one state)."""
+    """List proposals with their decision, blocking reasons and state (fits 100 columns)."""
     from workbench.lifecycle import OrderState
     from workbench.workbench import Workbench
 
     states = [OrderState(args.state)] if args.state else None
     with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
         frame = wb.proposals(states=states)
-    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
-        print(frame.to_string(index=False) if len(frame) else "no proposals")
+        currency = wb.portfolio(record=False).currency
+    if args.wide:
+        print(cli_format.proposals_wide(frame))
+    else:
+        print(cli_format.proposals_text(frame, currency, width=cli_format.terminal_width()))
     return EXIT_OK
 
 
 @_fails_cleanly
 def cmd_approve(args: argparse.Namespace) -> int:
     """Approve a proposal with your passphrase; prints the one-time token once."""
+    from workbench.ticket_source import ticket_for
+    from workbench.ticket_view import to_text
     from workbench.workbench import Workbench
 
-    passphrase = _secret(f"Passphrase for {args.approver}: ", args.passphrase_stdin)
-    second = None
-    if args.second_approver:
-        second = _secret(f"Passphrase for {args.second_approver}: ", args.passphrase_stdin)
     with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+        # The order as the approver must see it, before anything is asked of them.
+        print(to_text(ticket_for(wb, args.proposal_id), cli_format.terminal_width()), flush=True)
+        passphrase = _secret(f"Passphrase for {args.approver}: ", args.passphrase_stdin)
+        second = None
+        if args.second_approver:
+            second = _secret(f"Passphrase for {args.second_approver}: ", args.passphrase_stdin)
         grant = wb.approve(
             args.proposal_id,
             args.approver,
@@ -195,7 +200,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
             second_passphrase=second,
         )
     print(f"approved {grant.proposal_id} by {', '.join(grant.approvers)}")
-    print(f"token (shown once, expires {grant.expires_at.isoformat()}):")
+    print(f"token (shown once, expires {fmt.ny(grant.expires_at)}):")
     print(grant.token)
     return EXIT_OK
 
@@ -215,13 +220,14 @@ def cmd_reject(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_submit(args: argparse.Namespace) -> int:
     """Send an approved proposal with its one-time token (``--token -`` reads it from stdin)."""
+    from workbench.ticket_source import ticket_for
     from workbench.workbench import Workbench
 
     token = sys.stdin.readline().strip() if args.token == "-" else args.token
     with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
         state = wb.submit(args.proposal_id, token)
-        label = wb.label
-    print(f"submitted {args.proposal_id} to {label}: {state.value}")
+        done = ticket_for(wb, args.proposal_id).execution
+        print(cli_format.submit_text(args.proposal_id, wb.label, state.value, done))
     return EXIT_OK
 
 
@@ -270,6 +276,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
         signals_path=Path(args.signals) if args.signals else None,
         universe=args.universe,
         bars_path=Path(args.bars) if args.bars else None,
+        progress=sys.stderr.isatty(),
     )
     print(f"report: {run.notebook}")
     if run.html:
@@ -329,7 +336,11 @@ def _add(
 def _add_order_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], full: argparse.ArgumentParser
 ) -> None:
-    _add(sub, "proposals", cmd_proposals, full).add_argument("--state", help="only this state")
+    proposals = _add(sub, "proposals", cmd_proposals, full)
+    proposals.add_argument("--state", help="only this state")
+    proposals.add_argument(
+        "--wide", action="store_true", help="every column and every violation, unwrapped"
+    )
     stdin_help = "read passphrases from stdin, one line each"
     approve = _add(sub, "approve", cmd_approve, full)
     approve.add_argument("proposal_id")

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from workbench import trading_state
+from workbench import fmt, sessions, trading_state
 from workbench.bridge import SizingRules
 from workbench.clock import Clock, FixedClock, SystemClock
 from workbench.errors import ConfigError, WorkbenchError
@@ -61,6 +61,33 @@ def clock_for(as_of: date | None, *, today: date | None = None) -> Clock:
 
 
 @dataclass(frozen=True)
+class MarketStatus:
+    """Whether the market is open at the run's time; if not, why, and when it next opens."""
+
+    calendar: str
+    now: datetime
+    open_now: bool
+    reason: str = ""  # why it is closed ("" when open)
+    next_open: datetime | None = None
+
+
+def market_status(now: datetime) -> MarketStatus:
+    """The New York Stock Exchange at ``now``, from its calendar (weekends, holidays, hours)."""
+    cal = sessions.xnys()
+    if cal.session_at(now) is not None:
+        return MarketStatus(cal.name, now, True)
+    today = cal.session(cal.local_date(now))
+    if today is None:
+        kind = "the weekend" if now.astimezone(cal.tz).weekday() >= 5 else "a holiday"
+        reason = f"{cal.name} has no session on {fmt.ny_day(now)} ({kind})"
+    elif now < today.open:
+        reason = f"{cal.name} has not opened yet: today's session opens {fmt.ny(today.open)}"
+    else:
+        reason = f"{cal.name} closed at {fmt.ny(today.close)}"
+    return MarketStatus(cal.name, now, False, reason, cal.next_open(now).open)
+
+
+@dataclass(frozen=True)
 class CycleReport:
     """What one daily run did, ready to show: frames for the notebook, figures for the log."""
 
@@ -76,6 +103,11 @@ class CycleReport:
     trading_state_reason: str
     head_seq: int
     head_hash: str
+    market: MarketStatus
+    home: Path
+    clock: str
+    chain_ok: bool
+    chain_problem: str = ""
 
 
 def market_view(wb: Workbench, as_of: date, *, record: bool = True) -> Market:
@@ -145,24 +177,30 @@ def run_cycle(
     signals_path: Path | None = None,
     universe: tuple[str, ...] = (),
 ) -> CycleReport:
-    """Run today's cycle once; a second run of the same day adds no duplicate proposals."""
+    """Run today's cycle once; a second run of the same day adds no duplicate proposals.
+
+    While the market is closed (a weekend, a holiday, outside the session) the proposer is
+    skipped: every order would be refused, and the report says why and when it next opens."""
     correlation_id = f"daily:{as_of.isoformat()}"
+    market = market_status(wb.clock.now())
     portfolio = wb.portfolio()
-    intents = propose_intents(
-        wb,
-        portfolio,
-        as_of=as_of,
-        proposer=proposer,
-        policy_dir=policy_dir,
-        signals_path=signals_path,
-        universe=universe,
-    )
-    outcomes = wb.run_cycle(intents, actor=ACTOR, correlation_id=correlation_id)
+    outcomes: list[Outcome] = []
+    if market.open_now:
+        intents = propose_intents(
+            wb,
+            portfolio,
+            as_of=as_of,
+            proposer=proposer,
+            policy_dir=policy_dir,
+            signals_path=signals_path,
+            universe=universe,
+        )
+        outcomes = wb.run_cycle(intents, actor=ACTOR, correlation_id=correlation_id)
     proposals = wb.proposals()
     today = proposals[proposals["correlation_id"] == correlation_id].reset_index(drop=True)
     waiting = {OrderState.APPROVAL_REQUESTED.value}
     change = trading_state.read_state(wb.log)
-    seq, digest = wb.log.head()
+    chain = wb.log.verify()
     return CycleReport(
         as_of=as_of,
         correlation_id=correlation_id,
@@ -170,12 +208,18 @@ def run_cycle(
         portfolio=portfolio,
         outcomes=tuple(outcomes),
         proposals=today,
-        exposure=exposure_frame(portfolio, today),
-        awaiting_approval=today[today["state"].isin(waiting)].reset_index(drop=True),
+        # Everything still waiting for a person, from any day: what the approver faces.
+        exposure=exposure_frame(portfolio, proposals),
+        awaiting_approval=proposals[proposals["state"].isin(waiting)].reset_index(drop=True),
         trading_state=change.state.value,
         trading_state_reason=change.reason,
-        head_seq=seq,
-        head_hash=digest,
+        head_seq=chain.head_seq,
+        head_hash=chain.head_hash,
+        market=market,
+        home=wb.home,
+        clock=wb.clock_label,
+        chain_ok=chain.ok,
+        chain_problem="" if chain.ok else f"seq {chain.first_bad_seq}: {chain.reason}",
     )
 
 
@@ -224,131 +268,6 @@ def open_for_day(
     return wb, day, policies
 
 
-def show_report(report: CycleReport, part: str) -> None:
-    """Display one part of the report in a notebook, always with a plain-text line beside it."""
-    from IPython.display import Markdown, display
-
-    shown = _PARTS[part](report)
-    for item in shown:
-        display(Markdown(item) if isinstance(item, str) else item)
-
-
-def _banner(r: CycleReport) -> list[object]:
-    synthetic = " Market data is **synthetic (seeded)**." if "paper" in r.broker else ""
-    return [
-        f"**{r.as_of.isoformat()}** on **{r.broker}**, account `{r.portfolio.account}`.{synthetic} "
-        f"Proposals this run: {len(r.proposals)}; awaiting approval: {len(r.awaiting_approval)}; "
-        f"trading state: **{r.trading_state}**."
-    ]
-
-
-def _portfolio(r: CycleReport) -> list[object]:
-    p = r.portfolio
-    figures = pd.DataFrame(
-        {
-            "figure": ["NetLiquidation", "cash", "AvailableFunds", "BuyingPower", "maint margin"],
-            p.currency: [
-                p.net_liquidation,
-                p.cash,
-                p.available_funds,
-                p.buying_power,
-                p.maint_margin,
-            ],
-        }
-    )
-    positions = pd.DataFrame(
-        [
-            {
-                "symbol": x.instrument.symbol,
-                "quantity": x.quantity,
-                "avg_cost": x.avg_cost,
-                "price": x.market_price,
-                "market_value": x.market_value,
-            }
-            for x in p.positions
-        ],
-        columns=["symbol", "quantity", "avg_cost", "price", "market_value"],
-    )
-    return [
-        f"Snapshot at {p.timestamp.isoformat()}: {len(p.positions)} positions.",
-        figures,
-        positions,
-    ]
-
-
-def _proposals(r: CycleReport) -> list[object]:
-    if r.proposals.empty:
-        return ["No proposals: every holding is within its drift band (or already proposed today)."]
-    counts = r.proposals["decision"].value_counts().to_dict()
-    return [f"Decisions: {counts}", r.proposals.drop(columns=["correlation_id"])]
-
-
-CHART_ROWS = 30
-
-
-def _exposure(r: CycleReport) -> list[object]:
-    import matplotlib.pyplot as plt
-
-    frame = r.exposure
-    if frame.empty:
-        return ["No exposure before or after."]
-    gross_before, gross_after = frame["before"].abs().sum(), frame["after"].abs().sum()
-    note = ""
-    if len(frame) > CHART_ROWS:  # a readable chart: the largest exposures, the table has all
-        largest = frame[["before", "after"]].abs().max(axis=1).nlargest(CHART_ROWS).index
-        frame = frame.loc[sorted(largest)].reset_index(drop=True)
-        note = f" The chart shows the {CHART_ROWS} largest of {len(r.exposure)} symbols."
-    fig, ax = plt.subplots(figsize=(8, max(2.0, 0.35 * len(frame))))
-    y = range(len(frame))
-    ax.barh([i - 0.2 for i in y], frame["before"], height=0.4, label="before")
-    ax.barh([i + 0.2 for i in y], frame["after"], height=0.4, label="after approval")
-    ax.set_yticks(list(y), frame["symbol"])
-    ax.set_xlabel(f"market value ({r.portfolio.currency})")
-    ax.legend()
-    fig.tight_layout()
-    plt.close(fig)
-    summary = f"Gross exposure {gross_before:,.0f} now, {gross_after:,.0f} if all approved.{note}"
-    return [summary, fig, r.exposure]
-
-
-def _awaiting(r: CycleReport) -> list[object]:
-    if r.awaiting_approval.empty:
-        return ["Nothing awaits approval."]
-    return [
-        f"{len(r.awaiting_approval)} proposals await a person in notebooks/approvals.ipynb "
-        "(or `workbench approve ID --approver NAME`).",
-        r.awaiting_approval[
-            [
-                "proposal_id",
-                "symbol",
-                "side",
-                "quantity",
-                "limit_price",
-                "stop",
-                "decision",
-                "violations",
-            ]
-        ],
-    ]
-
-
-def _state(r: CycleReport) -> list[object]:
-    return [
-        f"Trading state: **{r.trading_state}** ({r.trading_state_reason}).",
-        f"Audit chain head: seq **{r.head_seq}**, hash `{r.head_hash}`.",
-    ]
-
-
-_PARTS = {
-    "banner": _banner,
-    "portfolio": _portfolio,
-    "proposals": _proposals,
-    "exposure": _exposure,
-    "awaiting": _awaiting,
-    "state": _state,
-}
-
-
 # -- the scheduled run: papermill ----------------------------------------------------------------
 
 
@@ -381,11 +300,12 @@ def run_notebook(
     signals_path: Path | None = None,
     universe: str = "",
     bars_path: Path | None = None,
+    progress: bool = False,
 ) -> NotebookRun:
     """Execute the daily notebook into ``<home>/<as_of>/`` and write its code-free HTML.
 
     A failing cell still leaves the executed notebook (papermill writes it with the error shown)
-    and its HTML; ``ok`` is then False.
+    and its HTML; ``ok`` is then False. ``progress`` shows a bar of the cells run (on stderr).
     """
     import papermill as pm
 
@@ -410,24 +330,66 @@ def run_notebook(
             parameters=params,
             kernel_name="python3",
             cwd=str(out_dir),
-            progress_bar=False,
+            progress_bar=progress,
+            # The kernel's own log (start-up notices; "KeyboardInterrupt caught" when
+            # jupyter_client interrupts it on shutdown) is not the report's business: a failing
+            # cell is in the notebook and fails the run.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
-    html = write_html(output) if output.exists() else None
+    html = write_html(output, f"Daily cycle {as_of.isoformat()}") if output.exists() else None
     return NotebookRun(output, html, error is None, error)
 
 
-def write_html(notebook: Path) -> Path:
-    """An HTML copy of an executed notebook without its code cells, beside it."""
+TITLE_KEY = "workbench_title"  # display metadata a report cell sets to name its HTML page
+
+
+def write_html(notebook: Path, title: str = "") -> Path:
+    """An HTML copy of an executed notebook without its code cells, beside it, titled by the
+    title its report cell recorded (else ``title``)."""
     import nbformat
     from nbconvert import HTMLExporter
 
+    nb = nbformat.read(notebook, as_version=4)
+    recorded = [
+        str(o["metadata"][TITLE_KEY])
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if TITLE_KEY in o.get("metadata", {})
+    ]
+    if recorded or title:
+        nb.metadata["title"] = recorded[0] if recorded else title
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    body, _ = exporter.from_notebook_node(nb)
+    body = _alt_texts(nb, body)
     target = notebook.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
+
+
+_NO_ALT = 'alt="No description has been provided for this image"'
+
+
+def _alt_texts(nb: object, body: str) -> str:
+    """Give each chart its recorded alternative text (``image/png`` ``alt`` metadata, which the
+    lab template leaves out), in order; images without one keep nbconvert's placeholder."""
+    import html
+
+    alts = [
+        out.get("metadata", {}).get("image/png", {}).get("alt")
+        for cell in getattr(nb, "cells", [])
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    ]
+    pieces = body.split(_NO_ALT)
+    if len(pieces) != len(alts) + 1:  # not one placeholder per chart: leave the page as it is
+        return body
+    out = [pieces[0]]
+    for alt, rest in zip(alts, pieces[1:], strict=True):
+        out.append(f'alt="{html.escape(alt, quote=True)}"' if alt else _NO_ALT)
+        out.append(rest)
+    return "".join(out)
 
 
 def parse_as_of(text: str | None) -> date | None:

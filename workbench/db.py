@@ -1,8 +1,15 @@
-"""One SQLite connection per process, WAL, fsync on commit, and registered schema migrations."""
+"""SQLite connections (one per thread), WAL, fsync on commit, and registered schema migrations.
+
+sqlite3 objects may only be used by the thread that created them, and a notebook's widget callbacks
+run on another thread than its cells (ipykernel 7 subshells). :class:`ThreadConnections` gives each
+thread its own connection to the same file; SQLite's write lock (``BEGIN IMMEDIATE``) still lets
+one writer at a time commit, across threads and processes alike.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,11 +21,16 @@ BUSY_TIMEOUT_MS = 30_000
 Migration = tuple[str, Sequence[str]]
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """Open ``path`` in autocommit mode (transactions are explicit), WAL, synchronous=FULL."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=check_same_thread,
+        )
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -26,6 +38,56 @@ def connect(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise AuditError(f"cannot open the workbench database {path}: {exc}") from exc
     return conn
+
+
+class ThreadConnections:
+    """One connection per thread to one database file, opened on the thread's first use.
+
+    A connection is used only by the thread that opened it (so no statement or transaction is
+    ever shared between threads); :meth:`close` closes them all from whichever thread owns the
+    store, and connections of threads that have ended are closed when another thread opens one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._guard = threading.Lock()
+        self._open: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._closed = False
+        self.get()  # open the creating thread's connection now: a bad file fails here
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection (opened now if the thread has none yet)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        return conn if conn is not None else self._open_for_this_thread()
+
+    def _open_for_this_thread(self) -> sqlite3.Connection:
+        with self._guard:
+            if self._closed:
+                raise AuditError(f"the workbench database {self.path} is closed")
+            ended = [(t, c) for t, c in self._open if not t.is_alive()]
+            for _, old in ended:
+                old.close()
+            self._open = [(t, c) for t, c in self._open if t.is_alive()]
+            # Only this thread uses it; check_same_thread=False lets close() reach it.
+            conn = connect(self.path, check_same_thread=False)
+            self._open.append((threading.current_thread(), conn))
+        self._local.conn = conn
+        return conn
+
+    def count(self) -> int:
+        """How many connections are open (one per thread that used the store)."""
+        with self._guard:
+            return len(self._open)
+
+    def close(self) -> None:
+        """Close every thread's connection; the store cannot be used afterwards."""
+        with self._guard:
+            self._closed = True
+            for _, conn in self._open:
+                conn.close()
+            self._open = []
+        self._local = threading.local()
 
 
 def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[Migration]) -> None:

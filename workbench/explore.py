@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
 
+from workbench import fmt, report_style
 from workbench.clock import SystemClock, replay_clock
 from workbench.daily import NEW_YORK, propose_intents
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import resolve_policy_dir
-from workbench.models import OrderIntent
+from workbench.models import OrderIntent, RiskDecision
 from workbench.policy import RiskPolicy
 from workbench.workbench import Outcome, Workbench
 
@@ -33,8 +34,10 @@ _COLUMNS = [
     "notional",
     "weight_after",
     "decision",
-    "violations",
+    "findings",
 ]
+CENT = Decimal("0.01")
+BASIS_POINT = Decimal("0.0001")
 
 
 @dataclass
@@ -45,7 +48,8 @@ class Lab:
     base_intents: list[OrderIntent]
     policy: RiskPolicy
     scale: Decimal = Decimal(1)
-    notes: list[str] = field(default_factory=list)
+    currency: str = "USD"
+    changes: dict[str, str] = field(default_factory=dict)  # knob -> its value, as set
 
     @classmethod
     def open(
@@ -62,16 +66,17 @@ class Lab:
         policies = resolve_policy_dir(policy_dir or None)
         wb = Workbench.open(home or None, broker, policy_dir=policies, clock=clock)
         day = clock.now().astimezone(NEW_YORK).date()
+        portfolio = wb.portfolio(record=False)
         intents = propose_intents(
             wb,
-            wb.portfolio(record=False),
+            portfolio,
             as_of=day,
             proposer="signals" if signals_path else "rebalance",
             policy_dir=policies,
             signals_path=Path(signals_path) if signals_path else None,
             record=False,
         )
-        return cls(wb, intents, wb.policy)
+        return cls(wb, intents, wb.policy, currency=portfolio.currency)
 
     # -- knobs (in memory only) --------------------------------------------------------------
 
@@ -87,7 +92,7 @@ class Lab:
             self.policy = RiskPolicy.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"limit {name}: {exc.errors()[0]['msg']}") from None
-        self.notes.append(f"{name} = {value}")
+        self.changes[name] = _plain(value)
 
     def scale_sizes(self, factor: float | Decimal) -> None:
         """Multiply every intent's quantity by ``factor`` (whole shares, at least one)."""
@@ -95,7 +100,7 @@ class Lab:
         if not scale.is_finite() or scale <= 0:
             raise ConfigError(f"size factor must be a positive number, got {factor!r}")
         self.scale = scale
-        self.notes.append(f"sizes x {scale}")
+        self.changes["size factor"] = _plain(scale)
 
     def intents(self) -> list[OrderIntent]:
         """The base intents with the current size factor applied."""
@@ -108,37 +113,45 @@ class Lab:
     # -- views -------------------------------------------------------------------------------
 
     def decisions(self) -> pd.DataFrame:
-        """Each intent's simulated notional, post-trade weight and the gate's decision."""
+        """Each intent's simulated notional (to the cent), post-trade weight (to the basis
+        point), the gate's decision and every finding with its severity, blockers first."""
         rows = []
         for r in self.wb.what_if(self.intents(), policy=self.policy):
-            if r.decision is None:
-                decision, violations = "REJECT", r.fault or ""
-            else:
-                decision = r.decision.decision.value
-                violations = "; ".join(
-                    f"{v.rule_id.value}: {v.message}" for v in r.decision.violations
-                )
             rows.append(
                 {
                     "symbol": r.intent.symbol,
                     "side": r.intent.side.value,
                     "quantity": r.intent.quantity,
                     "limit_price": r.intent.limit_price,
-                    "notional": r.sim.notional if r.sim else None,
-                    "weight_after": r.sim.weight_after if r.sim else None,
-                    "decision": decision,
-                    "violations": violations,
+                    "notional": r.sim.notional.quantize(CENT) if r.sim else None,
+                    "weight_after": r.sim.weight_after.quantize(BASIS_POINT) if r.sim else None,
+                    "decision": r.decision.decision.value if r.decision else "REJECT",
+                    "findings": _findings(r.decision, r.fault),
                 }
             )
         frame = pd.DataFrame(rows, columns=_COLUMNS)
         print(self.summary(frame))
         return frame
 
+    def view(self, frame: pd.DataFrame | None = None) -> Any:
+        """The decisions as a formatted table (money, percentages, findings in full)."""
+        shown = self.decisions() if frame is None else frame
+        return report_style.table(
+            shown.rename(columns={"limit_price": "limit", "weight_after": "weight after"}),
+            currency=self.currency,
+            money=["notional"],
+            prices=["limit"],
+            quantities=["quantity"],
+            percents=["weight after"],
+            text=["findings"],
+        )
+
     def summary(self, frame: pd.DataFrame) -> str:
         """One plain-text line: what was changed and how the decisions came out."""
-        counts = frame["decision"].value_counts().to_dict() if len(frame) else {}
-        changes = ", ".join(self.notes) or "policy as filed"
-        return f"{len(frame)} intents on {self.wb.label} ({changes}): {counts}"
+        counts = frame["decision"].value_counts() if len(frame) else pd.Series(dtype=int)
+        outcome = ", ".join(f"{n} {d}" for d, n in counts.items()) or "no intents"
+        changes = ", ".join(f"{k} {v}" for k, v in self.changes.items()) or "policy as filed"
+        return f"{len(frame)} intents on {self.wb.label} ({changes}): {outcome}"
 
     def controls(self) -> Any:
         """Sliders for the notional limit, the weight limit and the size factor."""
@@ -146,12 +159,15 @@ class Lab:
         from IPython.display import display
 
         limits = self.policy.limits
+        wide = {"description_width": "initial"}
         notional = widgets.FloatSlider(
             value=float(limits.max_notional_per_trade),
             min=1000,
             max=200000,
             step=1000,
-            description="max notional",
+            description=f"max notional ({self.currency})",
+            readout_format=",.0f",
+            style=wide,
         )
         weight = widgets.FloatSlider(
             value=float(limits.max_position_weight),
@@ -159,26 +175,45 @@ class Lab:
             max=1.0,
             step=0.01,
             description="max weight",
+            readout_format=".0%",
+            style=wide,
         )
         size = widgets.FloatSlider(
-            value=float(self.scale), min=0.1, max=3, step=0.1, description="size x"
+            value=float(self.scale),
+            min=0.1,
+            max=3,
+            step=0.1,
+            description="size ×",
+            readout_format=".1f",
+            style=wide,
         )
+        for slider, css in (
+            (notional, "wb-max-notional"),
+            (weight, "wb-max-weight"),
+            (size, "wb-size"),
+        ):
+            slider.add_class(css)
         out = widgets.Output()
+        out.add_class("wb-explore-table")
 
         def redraw(_: object = None) -> None:
-            self.set_limit("max_notional_per_trade", Decimal(str(notional.value)))
-            self.set_limit("max_position_weight", Decimal(str(weight.value)))
-            self.scale_sizes(size.value)
             with out:
-                out.clear_output()
-                display(self.decisions())
+                out.clear_output(wait=True)
+                try:
+                    self.set_limit("max_notional_per_trade", snap(notional.value, "1000"))
+                    self.set_limit("max_position_weight", snap(weight.value, "0.01"))
+                    self.scale_sizes(snap(size.value, "0.1"))
+                    display(self.view())
+                except WorkbenchError as exc:  # said in the table's place, never a traceback
+                    print(f"Cannot judge these settings: {exc}")
 
         for slider in (notional, weight, size):
             slider.observe(redraw, names="value")
         redraw()
         print(
-            f"Controls start at max notional {notional.value:,.0f}, max weight "
-            f"{weight.value:.2f}, size x{size.value}; the table below them follows the sliders."
+            f"Controls start at max notional {fmt.amount(snap(notional.value, '1000'), 0)}, "
+            f"max weight {fmt.pct(snap(weight.value, '0.01'), 0)}, size "
+            f"×{snap(size.value, '0.1')}; the table below them follows the sliders."
         )
         return widgets.VBox([notional, weight, size, out])
 
@@ -187,3 +222,27 @@ class Lab:
         in-memory copy), and still needing a person's approval."""
         stamp = datetime.now(NEW_YORK).strftime("%Y%m%dT%H%M%S")
         return self.wb.run_cycle(self.intents(), actor=ACTOR, correlation_id=f"explore:{stamp}")
+
+
+def snap(value: float, step: str) -> Decimal:
+    """A slider's float as the Decimal on its step grid (0.30000000000000004 → 0.3)."""
+    grid = Decimal(step)
+    steps = (Decimal(repr(value)) / grid).to_integral_value(ROUND_HALF_EVEN)
+    return (steps * grid).quantize(grid)
+
+
+def _plain(value: Any) -> str:
+    """A knob's value as a person reads it: 10000 → "10,000", 0.10 → "0.1"."""
+    number = Decimal(str(value))
+    return fmt.quantity(number) if number.is_finite() else str(value)
+
+
+def _findings(decision: RiskDecision | None, fault: str | None) -> str:
+    """Every finding with its severity, blockers first, each whole on its own line."""
+    if decision is None:
+        return f"FAULT BLOCKER: {fault or 'not judged'}"
+    order = ("BLOCKER", "MAJOR", "MINOR")
+    found = sorted(decision.violations, key=lambda v: order.index(v.severity.value))
+    return "\n".join(
+        f"{v.rule_id.value.split('_', 1)[0]} {v.severity.value}: {v.message}" for v in found
+    )

@@ -1,33 +1,53 @@
 """The approver's panel (ipywidgets). It holds no logic: every button calls the facade.
 
+Layout: a header (broker, home, clock and the trading state — red when HALTED), a compact list
+of proposals (symbol, side, quantity, notional, decision, state, age), the order ticket of the
+selected proposal, the approver's credential and the actions. Approve, Reject and Submit act only
+on the proposal whose ticket is shown, and the selection stays on it after the action.
+
 A click in the kernel is not proof that a person approved — the approver's passphrase is. The
 token minted by Approve stays in this panel's memory only, is spent by Submit, and is never shown
-or written anywhere. Every widget has a plain-text twin (``status_text``) so an HTML export that
-cannot render widgets still says what happened.
+or written anywhere. Every widget has a plain-text twin (``status_text``, :meth:`summary`) so an
+HTML export that cannot render widgets still says what happened.
 """
 
 from __future__ import annotations
 
 import html
+from datetime import datetime
 from typing import Any
 
 import ipywidgets as widgets
+import pandas as pd
 
+from workbench import fmt
 from workbench.clock import SystemClock, replay_clock
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
-from workbench.workbench import PROPOSAL_COLUMNS, Workbench
+from workbench.ticket_source import ticket_for
+from workbench.ticket_view import execution_html, to_html, to_text
+from workbench.workbench import Workbench
 
 PENDING = (OrderState.APPROVAL_REQUESTED,)
 SUBMITTABLE = (OrderState.APPROVAL_GRANTED,)
 _RECENT = (
     OrderState.SUBMITTED,
+    OrderState.PENDING_CONFIRMATION,
     OrderState.CONFIRMED,
     OrderState.PARTIALLY_FILLED,
     OrderState.FILLED,
+    OrderState.CANCELLED,
+    OrderState.REJECTED,
+    OrderState.APPROVAL_DENIED,
 )
-# The proposals table without the bookkeeping columns.
-_SHOWN = [c for c in PROPOSAL_COLUMNS if c not in ("proposed_at", "source", "correlation_id")]
+RECENT_SHOWN = 20  # sent or decided proposals kept in the list (newest first)
+STATE_COLOURS = {"ACTIVE": "#1b7f3b", "REDUCING": "#b36b00", "HALTED": "#b3261e"}
+LIST_HEADER = ("symbol", "side", "qty", "notional", "decision", "state", "age")
+# The list is a <select>: a monospace font keeps its columns aligned.
+_STYLE = (
+    "<style>.wb-proposal select, .wb-list-head {font-family: 'DejaVu Sans Mono', Menlo, "
+    "Consolas, monospace; font-size: 12px; white-space: pre}</style>"
+)
 
 
 def _button(label: str, css: str, style: str = "") -> widgets.Button:
@@ -36,20 +56,47 @@ def _button(label: str, css: str, style: str = "") -> widgets.Button:
     return button
 
 
+def list_rows(frame: pd.DataFrame, now: datetime) -> list[tuple[str, ...]]:
+    """The compact list's cells, one tuple per proposal (``frame`` from ``Workbench.proposals``)."""
+    rows: list[tuple[str, ...]] = []
+    for r in frame.itertuples():
+        proposed = datetime.fromisoformat(str(r.proposed_at))
+        earlier = proposed.astimezone(fmt.NEW_YORK).date() < now.astimezone(fmt.NEW_YORK).date()
+        age = fmt.duration((now - proposed).total_seconds())
+        notional = (
+            fmt.amount(r.notional) if r.notional is not None and pd.notna(r.notional) else "—"
+        )
+        rows.append(
+            (
+                str(r.symbol),
+                str(r.side),
+                fmt.quantity(r.quantity),
+                notional,
+                str(r.decision or "—"),
+                str(r.state),
+                ("! " if earlier else "") + age,
+            )
+        )
+    return rows
+
+
 class ApprovalPanel:
-    """Pending proposals, a credential, Approve / Reject / Submit, and an always-visible Halt."""
+    """Proposals, the selected one's ticket, a credential, Approve / Reject / Submit, and Halt."""
 
     def __init__(self, wb: Workbench) -> None:
         self.wb = wb
         self._tokens: dict[str, str] = {}
+        self._shown: str | None = None  # the proposal whose ticket is on screen
+        self._refreshing = False
         self.status_text = ""
         self.header = widgets.HTML()
-        self.table = widgets.HTML()
-        self.choice = widgets.Dropdown(description="Proposal", options=[])
+        self.header.add_class("wb-header")
+        self.list_head = widgets.HTML()
+        self.choice = widgets.Select(options=[], rows=8, layout=widgets.Layout(width="100%"))
         self.choice.add_class("wb-proposal")
         self.detail = widgets.HTML()
         self.detail.add_class("wb-detail")
-        self.choice.observe(lambda _: self.show_detail(), names="value")
+        self.choice.observe(lambda _: self._on_select(), names="value")
         self.approver = widgets.Text(description="Approver", placeholder="your name")
         self.approver.add_class("wb-approver")
         self.passphrase = widgets.Password(description="Passphrase")
@@ -61,6 +108,8 @@ class ApprovalPanel:
         self.submit_button = _button("Submit", "wb-submit", "primary")
         self.refresh_button = _button("Refresh", "wb-refresh")
         self.halt_button = _button("HALT trading", "wb-halt", "danger")
+        self.acting_on = widgets.HTML()
+        self.acting_on.add_class("wb-acting-on")
         self.status = widgets.HTML()
         self.status.add_class("wb-status")
         self.approve_button.on_click(lambda _: self.approve())
@@ -81,49 +130,114 @@ class ApprovalPanel:
                 self.halt_button,
             ]
         )
+        credential = widgets.HBox([self.approver, self.passphrase, self.reason])
         return widgets.VBox(
             [
+                widgets.HTML(_STYLE),
                 self.header,
-                self.table,
+                self.list_head,
                 self.choice,
-                self.approver,
-                self.passphrase,
-                self.reason,
+                self.detail,
+                self.acting_on,
+                credential,
                 buttons,
                 self.status,
             ]
         )
 
-    # -- actions: each one facade call, then a plain-text message ----------------------------
+    @property
+    def shown(self) -> str | None:
+        """The id of the proposal whose ticket is shown (the one the buttons act on)."""
+        return self._shown
 
-    def refresh(self) -> None:
-        """Reload the pending proposals and the header from the audit log."""
+    # -- reading -------------------------------------------------------------------------------
+
+    def refresh(self, keep: str | None = None) -> None:
+        """Reload the header and the list from the audit log; keep the selection on ``keep``
+        (default: the proposal shown now) when it is still listed."""
+        keep = keep or self._shown
+        self._header()
+        frame = self._listed()
+        rows = list_rows(frame, self.wb.clock.now())
+        lines = fmt.columns([LIST_HEADER, *rows], right=(2, 3, 6))
+        self.list_head.value = (
+            f'<div class="wb-list-head">{html.escape(lines[0]) if rows else ""}</div>'
+        )
+        options = list(zip(lines[1:], frame["proposal_id"], strict=True))
+        self._refreshing = True
+        try:
+            self.choice.options = options
+            ids = [pid for _, pid in options]
+            self.choice.value = keep if keep in ids else (ids[0] if ids else None)
+        finally:
+            self._refreshing = False
+        self._on_select()
+
+    def _listed(self) -> pd.DataFrame:
+        """Proposals awaiting a person first (oldest first), then the newest sent or decided."""
+        waiting = self.wb.proposals(states=(*SUBMITTABLE, *PENDING))
+        recent = self.wb.proposals(states=_RECENT).iloc[::-1].head(RECENT_SHOWN)
+        return pd.concat([waiting, recent], ignore_index=True)
+
+    def _header(self) -> None:
         status = self.wb.status()
+        state = status["trading_state"]
+        colour = STATE_COLOURS.get(state, "#555")
+        halted = state == "HALTED"
+        why = f"{state} by {status['trading_state_by']}: {status['trading_state_reason']}"
+        state_html = (
+            f'<span class="wb-trading-state" style="color:{colour};font-weight:700">'
+            f"{html.escape(why)}</span>"
+        )
+        box = "background:#b3261e;color:#fff;" if halted else "background:#f6f6f6;color:#1d1d1d;"
+        if halted:
+            by, reason = status["trading_state_by"], status["trading_state_reason"]
+            state_html = (
+                f'<span class="wb-trading-state" style="font-weight:700">TRADING HALTED by '
+                f"{html.escape(str(by))}: {html.escape(str(reason))}. No order is sent until an "
+                "approver resumes.</span>"
+            )
         self.header.value = (
-            f"<b>Broker:</b> {html.escape(status['broker'])} &nbsp; "
-            f"<b>Trading state:</b> {html.escape(status['trading_state'])} &nbsp; "
-            f"<b>Audit head:</b> {status['audit_head_seq']}"
+            f'<div class="wb-header-box{" wb-halted" if halted else ""}" style="{box}'
+            'padding:6px 10px;border-radius:4px;font-size:13px">'
+            f"{state_html}<br><b>Broker:</b> {html.escape(status['broker'])} "
+            f"(account {html.escape(status['account'])}) &nbsp; <b>Home:</b> "
+            f"{html.escape(status['home'])} &nbsp; <b>Clock:</b> "
+            f"{html.escape(self._clock_text())}</div>"
         )
-        frame = self.wb.proposals(states=(*PENDING, *SUBMITTABLE, *_RECENT))
-        self.table.value = (
-            frame[_SHOWN].to_html(index=False, na_rep="")
-            if len(frame)
-            else ("<i>No proposals awaiting approval.</i>")
-        )
-        pending = frame[frame["state"].isin([s.value for s in (*PENDING, *SUBMITTABLE)])]
-        self.choice.options = [
-            (f"{r.proposal_id} {r.side} {r.quantity} {r.symbol} [{r.state}]", r.proposal_id)
-            for r in pending.itertuples()
-        ]
-        self.show_detail()
+
+    def _clock_text(self) -> str:
+        return f"{fmt.ny(self.wb.clock.now())} ({self.wb.clock_label})"
+
+    def _on_select(self) -> None:
+        if not self._refreshing:
+            self.show_detail()
 
     def show_detail(self) -> None:
-        """The chosen proposal's intent, simulated impact and the gate's findings."""
+        """Show the selected proposal's ticket; from now on the buttons act on it."""
         pid = self.choice.value
-        self.detail.value = "" if not pid else _detail_html(self.wb.detail(pid))
+        self._shown = pid or None
+        if not pid:
+            self.detail.value = "<i>No proposals awaiting approval or recently sent.</i>"
+            self.acting_on.value = ""
+            return
+        try:
+            ticket = ticket_for(self.wb, pid)
+        except WorkbenchError as exc:  # nothing to act on that the approver cannot see
+            self._shown = None
+            self.detail.value = f"<b>Cannot show {html.escape(pid)}:</b> {html.escape(str(exc))}"
+            self.acting_on.value = "<b>Buttons act on:</b> nothing (the ticket cannot be shown)"
+            return
+        self.detail.value = to_html(ticket)
+        self.acting_on.value = (
+            f"<b>Buttons act on:</b> {html.escape(ticket.headline)} "
+            f"<code>{html.escape(pid)}</code> ({html.escape(ticket.state)})"
+        )
+
+    # -- actions: each one facade call, then a plain-text message ----------------------------
 
     def approve(self) -> None:
-        pid = self.choice.value
+        pid = self._shown
         if not pid:
             return self._say("Choose a proposal first.", ok=False)
         try:
@@ -138,15 +252,14 @@ class ApprovalPanel:
         finally:
             self.passphrase.value = ""
         self._tokens[pid] = grant.token
-        self.refresh()
-        self.choice.value = pid
+        self.refresh(keep=pid)
         self._say(
-            f"Approved {pid}; token minted, expires {grant.expires_at:%H:%M:%S %Z}. "
+            f"Approved {pid}; token minted, expires {fmt.ny(grant.expires_at)}. "
             "Press Submit to send it."
         )
 
     def reject(self) -> None:
-        pid = self.choice.value
+        pid = self._shown
         if not pid:
             return self._say("Choose a proposal first.", ok=False)
         try:
@@ -155,12 +268,14 @@ class ApprovalPanel:
             return self._say(f"Reject refused: {exc}", ok=False)
         finally:
             self.passphrase.value = ""
-        self.refresh()
+        self.refresh(keep=pid)
         self._say(f"Rejected {pid}.")
 
     def submit(self) -> None:
-        pid = self.choice.value
-        token = self._tokens.pop(pid, None) if pid else None
+        pid = self._shown
+        if not pid:
+            return self._say("Choose a proposal first.", ok=False)
+        token = self._tokens.pop(pid, None)
         if token is None:
             return self._say(
                 "No token for this proposal in this panel: approve it first.", ok=False
@@ -168,9 +283,17 @@ class ApprovalPanel:
         try:
             state = self.wb.submit(pid, token)
         except WorkbenchError as exc:
+            self.refresh(keep=pid)
             return self._say(f"Submit refused: {exc}", ok=False)
-        self.refresh()
-        self._say(f"Submitted {pid} to {self.wb.label}: order {state.value}.")
+        self.refresh(keep=pid)
+        result = ticket_for(self.wb, pid).execution
+        said = f"Submitted {pid} to {self.wb.label}: order {state.value}."
+        if result is not None:
+            said += (
+                f" Filled {result.filled} @ {result.avg_price}, commission {result.commission};"
+                f" stop {result.stop}."
+            )
+        self._say(said, extra=execution_html(result))
 
     def halt(self) -> None:
         who = self.approver.value.strip()
@@ -178,75 +301,42 @@ class ApprovalPanel:
             return self._say("Type your name in Approver to halt trading.", ok=False)
         self.wb.halt(self.reason.value or "halted from the approval panel", by=who)
         self.refresh()
-        self._say(f"Trading HALTED by {who}. No order will be sent until a person resumes.")
+        self._say(
+            f"Trading HALTED by {who}. No order will be sent until a person resumes.", ok=False
+        )
 
-    def _say(self, message: str, *, ok: bool = True) -> None:
+    def _say(self, message: str, *, ok: bool = True, extra: str = "") -> None:
         self.status_text = message
-        colour = "green" if ok else "crimson"
-        self.status.value = f'<span style="color:{colour}">{html.escape(message)}</span>'
+        colour = "#1b7f3b" if ok else "#b3261e"
+        self.status.value = (
+            f'<div style="color:{colour};font-weight:600">{html.escape(message)}</div>{extra}'
+        )
         print(message)
 
     def summary(self) -> str:
         """The panel as plain text, for reports that cannot render widgets."""
         status = self.wb.status()
-        pending = self.wb.proposals(states=(*PENDING, *SUBMITTABLE))
+        frame = self._listed()
         lines = [
             f"Broker: {status['broker']} (account {status['account']})",
-            f"Clock: {self.wb.clock_label}",
+            f"Home: {status['home']}",
+            f"Clock: {self._clock_text()}",
             f"Trading state: {status['trading_state']} ({status['trading_state_reason']})",
-            f"Awaiting approval or submit: {len(pending)}",
+            f"Proposals listed: {len(frame)}",
             *(
-                f"  {r.proposal_id} {r.side} {r.quantity} {r.symbol} @ {r.limit_price} "
-                f"[{r.decision} -> {r.state}] {r.violations}"
-                for r in pending.itertuples()
+                "  " + line
+                for line in fmt.columns(
+                    [LIST_HEADER, *list_rows(frame, self.wb.clock.now())], right=(2, 3, 6)
+                )
             ),
-            f"Last message: {self.status_text or '(none yet)'}",
         ]
+        if self._shown:
+            lines += ["", to_text(ticket_for(self.wb, self._shown))]
+        lines.append(f"Last message: {self.status_text or '(none yet)'}")
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
-
-
-_SIM_FIGURES = (
-    "notional",
-    "fees",
-    "estimated_slippage",
-    "cash_after",
-    "weight_after",
-    "concentration_after",
-    "leverage_after",
-    "positions_after",
-)
-
-
-def _detail_html(detail: dict[str, Any]) -> str:
-    intent = detail["intent"]
-    stop = (intent.get("protective_stop") or {}).get("stop_price", "none")
-    lines = [
-        f"<b>{html.escape(detail['proposal_id'])}</b>: {intent['side']} {intent['quantity']} "
-        f"{html.escape(intent['instrument']['symbol'])} {intent['order_type']} "
-        f"limit {intent['limit_price']} stop {stop} ({intent['time_in_force']}, "
-        f"source {intent['source']}{', PROPAGATED' if intent['is_propagated'] else ''})",
-        f"Reason: {html.escape(intent['reason'] or '-')}",
-    ]
-    sim = detail["simulation"] or {}
-    if sim:
-        lines.append(
-            "Simulation: "
-            + ", ".join(f"{name} {sim[name]}" for name in _SIM_FIGURES if name in sim)
-        )
-    decision = detail["decision"] or {}
-    findings = decision.get("violations", [])
-    lines.append(
-        f"Gate: {decision.get('decision', '-')}"
-        + "".join(
-            f"<br>&nbsp;&nbsp;{html.escape(v['rule_id'])} ({v['severity']}): "
-            f"{html.escape(v['message'])}"
-            for v in findings
-        )
-    )
-    return "<br>".join(lines)
 
 
 def open_panel(

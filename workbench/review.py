@@ -1,21 +1,26 @@
 """The reviewer's view behind ``notebooks/review.ipynb``: the audit log over a date range.
 
-Read-only: it opens the log, verifies the chain and summarises events, gate decisions by rule,
-fills with realised P&L, and the trading-state history. It never writes an event.
+Read-only: it opens the log, verifies the chain and builds frames — NAV and its one-day
+drawdown, events by type, gate decisions by rule, fills with realised P&L, open orders (working
+stops included) and the trading-state history. It never writes an event. ``review_report``
+shows these frames as tables and charts.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pandas as pd
 
 from workbench.audit import AuditLog, EventType, VerifyResult
 from workbench.errors import ConfigError
-from workbench.home import db_path
+from workbench.fmt import NEW_YORK
+from workbench.home import db_path, resolve_policy_dir
+from workbench.policy import RiskPolicy, StrategyParams, load_policy, load_strategy_params
 
 FILL_TYPES = (
     EventType.ORDER_FILLED,
@@ -27,6 +32,21 @@ STATE_TYPES = (
     EventType.KILL_SWITCH_RELEASED,
     EventType.CIRCUIT_BREAKER_TRIPPED,
 )
+ACTIVE_ORDER = ("PreSubmitted", "Submitted", "PartiallyFilled")
+ONE_DAY = timedelta(days=1)
+FILL_COLUMNS = [
+    "time",
+    "proposal_id",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "commission",
+    "realized_pnl",
+    "pnl_pct",
+    "currency",
+    "broker",
+]
 
 
 def _day(text: str, default: date) -> date:
@@ -38,58 +58,105 @@ def _day(text: str, default: date) -> date:
         raise ConfigError(f"dates must be YYYY-MM-DD, got {text!r}") from None
 
 
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def cost_basis(
+    side: str, quantity: Decimal, price: Decimal, commission: Decimal, pnl: Decimal
+) -> Decimal:
+    """What the shares a fill closed had cost: realised P&L is net of the closing commission,
+    so a SELL closed q·avg = q·price − P&L − fee, a BUY (closing a short) q·price + P&L + fee."""
+    sign = 1 if side == "SELL" else -1
+    return quantity * price - sign * (pnl + commission)
+
+
 @dataclass
 class Review:
-    """The audit log between ``since`` (inclusive) and ``until`` (exclusive), UTC days."""
+    """The audit log from ``since`` (inclusive) to ``until`` (exclusive), New York days."""
 
     log: AuditLog
     since: datetime
     until: datetime
+    policy: RiskPolicy
+    params: StrategyParams
 
     @classmethod
-    def open(cls, *, home: str = "", since: str = "", until: str = "") -> Review:
-        today = datetime.now(UTC).date()
+    def open(
+        cls, *, home: str = "", since: str = "", until: str = "", policy_dir: str = ""
+    ) -> Review:
+        """Open the home's log read-only for the range (default: the last 30 days)."""
+        today = datetime.now(NEW_YORK).date()
         start = _day(since, today - timedelta(days=30))
         end = _day(until, today + timedelta(days=1))
         if end <= start:
             raise ConfigError(f"until ({end}) must be after since ({start})")
-        lower = datetime.combine(start, time(), tzinfo=UTC)
-        upper = datetime.combine(end, time(), tzinfo=UTC)
-        return cls(AuditLog(db_path(home or None)), lower, upper)
+        folder = resolve_policy_dir(policy_dir or None)
+        policy, params = load_policy(folder), load_strategy_params(folder)
+        lower = datetime.combine(start, time(), tzinfo=NEW_YORK)
+        upper = datetime.combine(end, time(), tzinfo=NEW_YORK)
+        return cls(AuditLog(db_path(home or None)), lower, upper, policy, params)
 
     def close(self) -> None:
         self.log.close()
 
+    def _events(self, *types: EventType) -> list[Any]:
+        return self.log.events(types=types, since=self.since, until=self.until)
+
     def chain(self) -> VerifyResult:
-        """Verify the whole chain (not just the range) and print the verdict in plain text."""
-        result = self.log.verify()
-        if result.ok:
-            print(
-                f"Audit chain OK: {result.checked} events, head seq {result.head_seq} "
-                f"{result.head_hash}"
+        """Verify the whole chain (not just the range)."""
+        return self.log.verify()
+
+    # -- NAV ---------------------------------------------------------------------------------
+
+    def nav(self) -> pd.DataFrame:
+        """Every recorded NAV in the range with its one-day drawdown (from the trailing 24 h
+        peak, as the circuit breaker measures it)."""
+        rows = []
+        for e in self._events(EventType.PORTFOLIO_SNAPSHOT_TAKEN):
+            p = e.payload
+            rows.append(
+                {
+                    "time": _time(str(p["timestamp"])),
+                    "account": p["account"],
+                    "currency": p["currency"],
+                    "nav": Decimal(str(p["net_liquidation"])),
+                }
             )
-        else:
-            print(f"AUDIT CHAIN BROKEN at seq {result.first_bad_seq}: {result.reason}")
-        return result
+        frame = pd.DataFrame(rows, columns=["time", "account", "currency", "nav", "drawdown_1d"])
+        frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+        frame["drawdown_1d"] = one_day_drawdowns(list(frame["time"]), list(frame["nav"]))
+        return frame
+
+    def limits(self) -> dict[str, Decimal]:
+        """The drawdown levels the chart draws: the breaker's limit and the warning level (the
+        gate's daily-loss limit R7, where it starts allowing only risk-reducing orders)."""
+        return {
+            "breaker": self.params.circuit_breaker.max_1d_drawdown_pct,
+            "warning": self.policy.losses.max_daily_loss_pct,
+        }
+
+    # -- events and decisions ----------------------------------------------------------------
 
     def events_by_type(self) -> pd.DataFrame:
         """How many events of each type fell in the range."""
         frame = self.log.between(self.since, self.until)
-        counts = frame["type"].value_counts().rename_axis("type").reset_index(name="events")
-        print(f"{len(frame)} events from {self.since:%Y-%m-%d} to {self.until:%Y-%m-%d}")
-        return counts
+        return frame["type"].value_counts().rename_axis("type").reset_index(name="events")
+
+    def decisions(self) -> pd.DataFrame:
+        """Gate decisions in the range by outcome (APPROVE / REVIEW / REJECT)."""
+        outcomes = Counter(
+            str(e.payload.get("decision", "—")) for e in self._events(EventType.RISK_GATE_EVALUATED)
+        )
+        return pd.DataFrame(sorted(outcomes.items()), columns=["decision", "decisions"])
 
     def rejects_by_rule(self) -> pd.DataFrame:
-        """Gate decisions in the range, and how often each rule stopped or flagged an order."""
-        decisions = self.log.events(
-            types=(EventType.RISK_GATE_EVALUATED,), since=self.since, until=self.until
-        )
+        """How often each rule stopped or flagged an order, as a share of all decisions."""
+        decisions = self._events(EventType.RISK_GATE_EVALUATED)
         total = len(decisions)
         by_rule: Counter[tuple[str, str]] = Counter()
-        outcomes: Counter[str] = Counter()
         for event in decisions:
             payload = event.payload
-            outcomes[str(payload.get("decision"))] += 1
             for v in payload.get("violations", []):
                 by_rule[(v["rule_id"], v["severity"])] += 1
             if payload.get("fault"):
@@ -98,59 +165,110 @@ class Review:
             {"rule_id": rule, "severity": sev, "count": n, "rate": n / total if total else 0.0}
             for (rule, sev), n in sorted(by_rule.items())
         ]
-        print(f"{total} decisions: {dict(outcomes)}")
         return pd.DataFrame(rows, columns=["rule_id", "severity", "count", "rate"])
 
+    # -- fills and orders --------------------------------------------------------------------
+
     def fills(self) -> pd.DataFrame:
-        """Every fill in the range with its commission and realised P&L, and the totals."""
+        """Every fill in the range with its commission, realised P&L and that P&L as a share of
+        what the closed shares cost (blank for fills that only open)."""
         rows = []
-        for event in self.log.events(types=FILL_TYPES, since=self.since, until=self.until):
+        for event in self._events(*FILL_TYPES):
             fill = event.payload.get("fill")
             if not fill:
                 continue
+            qty, price = Decimal(fill["quantity"]), Decimal(fill["price"])
+            fee, pnl = Decimal(fill["commission"]), Decimal(fill["realized_pnl"])
+            basis = cost_basis(fill["side"], qty, price, fee, pnl)
             rows.append(
                 {
-                    "time": fill["time"],
+                    "time": _time(str(fill["time"])),
                     "proposal_id": fill.get("proposal_id"),
                     "symbol": fill["instrument"]["symbol"],
                     "side": fill["side"],
-                    "quantity": Decimal(fill["quantity"]),
-                    "price": Decimal(fill["price"]),
-                    "commission": Decimal(fill["commission"]),
-                    "realized_pnl": Decimal(fill["realized_pnl"]),
+                    "quantity": qty,
+                    "price": price,
+                    "commission": fee,
+                    "realized_pnl": pnl,
+                    "pnl_pct": pnl / basis if pnl != 0 and basis > 0 else None,
+                    "currency": fill["currency"],
                     "broker": event.payload.get("broker", ""),
                 }
             )
-        frame = pd.DataFrame(
-            rows,
-            columns=[
-                "time",
-                "proposal_id",
-                "symbol",
-                "side",
-                "quantity",
-                "price",
-                "commission",
-                "realized_pnl",
-                "broker",
-            ],
-        )
-        pnl = sum(frame["realized_pnl"], Decimal(0))
-        fees = sum(frame["commission"], Decimal(0))
-        print(f"{len(frame)} fills; realised P&L {pnl} net of {fees} commissions")
-        return frame
+        return pd.DataFrame(rows, columns=FILL_COLUMNS)
+
+    def open_orders(self) -> pd.DataFrame:
+        """Orders the broker still holds at the end of the record (working stops included),
+        from the latest update of each order in the whole log."""
+        latest: dict[str, dict[str, Any]] = {}
+        for event in self.log.events(types=(*FILL_TYPES, *_ORDER_TYPES)):
+            order = event.payload.get("order")
+            if isinstance(order, dict):
+                latest[order["order_id"]] = order
+        rows = [
+            {
+                "order_id": o["order_id"],
+                "proposal_id": o.get("proposal_id"),
+                "role": "protective stop" if o["role"] == "protective_stop" else o["role"],
+                "side": o["side"],
+                "quantity": Decimal(o["quantity"]) - Decimal(o.get("filled_quantity", "0")),
+                "symbol": o["instrument"]["symbol"],
+                "type": o["order_type"],
+                "limit": Decimal(o["limit_price"]) if o.get("limit_price") else None,
+                "stop": Decimal(o["stop_price"]) if o.get("stop_price") else None,
+                "tif": o["time_in_force"],
+                "status": o["status"],
+                "since": _time(str(o["updated_at"])),
+            }
+            for o in latest.values()
+            if o["status"] in ACTIVE_ORDER
+        ]
+        columns = ["order_id", "proposal_id", "role", "side", "quantity", "symbol", "type",
+                   "limit", "stop", "tif", "status", "since"]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
+
+    # -- trading state -----------------------------------------------------------------------
 
     def trading_states(self) -> pd.DataFrame:
         """Every trading-state change in the range: when, to what, by whom and why."""
         rows = [
             {
-                "ts": e.ts,
+                "time": _time(e.ts),
                 "event": e.type,
                 "state": e.payload.get("state", "HALTED"),
                 "by": e.payload.get("by", e.actor),
                 "reason": e.payload.get("reason", ""),
             }
-            for e in self.log.events(types=STATE_TYPES, since=self.since, until=self.until)
+            for e in self._events(*STATE_TYPES)
         ]
-        print(f"{len(rows)} trading-state changes")
-        return pd.DataFrame(rows, columns=["ts", "event", "state", "by", "reason"])
+        return pd.DataFrame(rows, columns=["time", "event", "state", "by", "reason"])
+
+    def state_before(self) -> str:
+        """The trading state in force when the range starts."""
+        before = self.log.events(types=STATE_TYPES, until=self.since, newest_first=True, limit=1)
+        return str(before[0].payload.get("state", "HALTED")) if before else "ACTIVE"
+
+
+_ORDER_TYPES = (
+    EventType.ORDER_SUBMITTED,
+    EventType.ORDER_CONFIRMED,
+    EventType.ORDER_CANCELLED,
+    EventType.ORDER_REJECTED,
+    EventType.ORDER_PENDING_CONFIRMATION,
+)
+
+
+def one_day_drawdowns(times: list[datetime], navs: list[Decimal]) -> list[Decimal | None]:
+    """For each NAV, how far below the highest NAV of the 24 hours up to it (inclusive):
+    a sliding-window maximum (a deque of candidates), linear in the number of points."""
+    out: list[Decimal | None] = []
+    window: deque[int] = deque()  # indices whose NAVs decrease from the front
+    for i, (at, nav) in enumerate(zip(times, navs, strict=True)):
+        while window and navs[window[-1]] <= nav:
+            window.pop()
+        window.append(i)
+        while times[window[0]] < at - ONE_DAY:
+            window.popleft()
+        peak = navs[window[0]]
+        out.append((peak - nav) / peak if peak > 0 else None)
+    return out

@@ -84,6 +84,14 @@ class SessionCalendar:
             raise MarketDataError(self.name, f"fewer than {n} sessions end on {day}")
         return self._sessions[stop - n : stop]
 
+    def next_open(self, when: datetime) -> Session:
+        """The first session opening after ``when`` (the next time the market opens)."""
+        self._check_day(require_aware(when).astimezone(UTC).date())
+        i = bisect.bisect_right(self._opens, when)
+        if i >= len(self._sessions):
+            raise MarketDataError(self.name, f"no session after {when.isoformat()}")
+        return self._sessions[i]
+
     def between(self, start: datetime, end: datetime) -> tuple[Session, ...]:
         """Sessions overlapping ``[start, end]``: closing after ``start``, opening by ``end``."""
         first = bisect.bisect_right(self._closes, start)

@@ -88,7 +88,7 @@ class PaperBroker:
         self.log = log
         self.market = market if market is not None else MarketData()
         self.config = config if config is not None else PaperConfig()
-        self.store = PaperStore(log.conn)
+        self.store = PaperStore(log)
         self._owns_log = False
         db.migrate(log.conn, COMPONENT, MIGRATIONS)
         self._open_account()

@@ -1,8 +1,9 @@
 """The paper broker's tables in the workbench home, and the rows they hold.
 
-Reads go through the audit log's connection; writes take the open audit ``Transaction``, so the
-state and the event that records it commit together. Orders, fills and updates are stored as the
-canonical JSON of their models, beside the columns the broker looks them up by.
+Reads go through the audit log's connection (the calling thread's); writes take the open audit
+``Transaction``, so the state and the event that records it commit together. Orders, fills and
+updates are stored as the canonical JSON of their models, beside the columns the broker looks them
+up by.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from workbench import canonical, db
-from workbench.audit import Transaction
+from workbench.audit import AuditLog, Transaction
 from workbench.brokers.base import (
     WORKING_STATES,
     BrokerOrder,
@@ -86,8 +87,13 @@ def _stored(row: tuple[str, int, str, str]) -> StoredOrder:
 class PaperStore:
     """Typed reads and writes of the paper broker's tables."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The audit log's connection for the calling thread."""
+        return self._log.conn
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -1,0 +1,86 @@
+"""What the ``workbench`` command prints: tables that fit a terminal, money and times as on the
+order ticket. Pure text functions; the command handlers in ``cli.py`` call them."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from workbench import fmt
+
+if TYPE_CHECKING:
+    from workbench.ticket import Execution
+
+WIDTH = 100
+
+
+def terminal_width(limit: int = WIDTH) -> int:
+    """The terminal's width, at most ``limit`` (and at least 60) columns."""
+    return max(60, min(limit, shutil.get_terminal_size((limit, 24)).columns))
+
+
+def _when(stamp: object) -> str:
+    return fmt.ny(datetime.fromisoformat(str(stamp)), seconds=False)[:16]
+
+
+def proposals_text(frame: pd.DataFrame, currency: str, *, width: int = WIDTH) -> str:
+    """One line per proposal (at most ``width`` columns), then its BLOCKER and MAJOR reasons
+    in full, wrapped beneath it. MINOR notes are counted; ``--wide`` lists them."""
+    if frame.empty:
+        return "no proposals"
+    head = ("id", "proposed (New York)", "order", f"notional {currency}", "decision", "state")
+    rows = [
+        (
+            str(r.proposal_id),
+            _when(r.proposed_at),
+            f"{r.side} {fmt.quantity(r.quantity)} {r.symbol}",
+            fmt.amount(r.notional) if r.notional is not None and pd.notna(r.notional) else "—",
+            str(r.decision or "—"),
+            str(r.state),
+        )
+        for r in frame.itertuples()
+    ]
+    lines = fmt.columns([head, *rows], right=(3,))
+    out = [lines[0]]
+    minor = 0
+    for line, r in zip(lines[1:], frame.itertuples(), strict=True):
+        out += fmt.wrap(line, width)
+        for rule, severity, message in fmt.findings(str(r.violations or "")):
+            if severity == "MINOR":
+                minor += 1
+                continue
+            out += fmt.wrap(f"{rule} {severity}: {message}", width, "    ")
+    out.append(f"{len(rows)} proposals (times in New York).")
+    if minor:
+        out.append(f"{minor} MINOR notes not shown: `workbench proposals --wide` lists every one.")
+    return "\n".join(out)
+
+
+def proposals_wide(frame: pd.DataFrame) -> str:
+    """Every column of the proposals view, every violation, nothing cut."""
+    if frame.empty:
+        return "no proposals"
+    shown = frame.copy()
+    shown["proposed_at"] = [fmt.ny(datetime.fromisoformat(str(t))) for t in shown["proposed_at"]]
+    shown["notional"] = [
+        fmt.amount(v) if v is not None and pd.notna(v) else "" for v in shown["notional"]
+    ]
+    with pd.option_context(
+        "display.max_colwidth", None, "display.width", None, "display.max_rows", None
+    ):
+        return str(shown.to_string(index=False))
+
+
+def submit_text(proposal_id: str, broker: str, state: str, execution: Execution | None) -> str:
+    """What ``workbench submit`` prints: where it went, the fill, the commission and the stop."""
+    lines = [f"submitted {proposal_id} to {broker}: {state}"]
+    if execution is not None:
+        lines += [
+            f"fill:       {execution.filled} @ {execution.avg_price} ({execution.status})",
+            f"commission: {execution.commission}",
+            f"stop:       {execution.stop}",
+        ]
+    return "\n".join(lines)
