@@ -372,6 +372,21 @@ def cmd_daily(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- the loopback test gateway -------------------------------------------------------------------
+
+
+@_fails_cleanly
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """Run the loopback TEST gateway (TWS protocol, synthetic prices, not IBKR) until Ctrl-C."""
+    from workbench.testing.demo import run
+
+    return run(port=args.port, account=args.account, chaos=args.chaos, out=_say)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
 # -- the parser ----------------------------------------------------------------------------------
 
 
@@ -465,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--universe", default="", help="comma-separated symbols to trade")
     daily.add_argument("--bars", default=None, help="your own daily bars CSV (paper broker)")
 
+    gateway = _add(sub, "gateway", cmd_gateway, argparse.ArgumentParser(add_help=False))
+    gateway.add_argument("--port", type=int, default=4012, help="TCP port on 127.0.0.1 (4012)")
+    gateway.add_argument("--account", default="DU1234567", help="paper account id (DU1234567)")
+    gateway.add_argument("--chaos", type=int, default=None, metavar="SEED", help="seeded faults")
+
     audit = sub.add_parser("audit", help="Inspect the hash-chained audit log.")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     _add(audit_sub, "verify", cmd_audit_verify, home)
@@ -502,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _warn_if_readable(args: argparse.Namespace) -> None:
     """Every command says so when other local users can read the home (doctor reports it)."""
-    if args.handler is cmd_doctor:
+    if args.handler is cmd_doctor or not hasattr(args, "home"):  # doctor reports; no home used
         return
     for problem in privacy.problems(resolve_home(args.home)):
         print(f"warning: {problem}: other local users can read it (approve and submit are"

@@ -1,0 +1,1 @@
+"""Tests of the loopback TWS test gateway (workbench/testing)."""
