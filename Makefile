@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/workbench doctor --fix-permissions
 	$(BIN)/workbench daily
 
 lint: $(STAMP)

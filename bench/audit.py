@@ -23,7 +23,9 @@ TS = "2026-11-18T15:30:00.000000Z"
 
 
 def payload(i: int) -> dict[str, object]:
-    return {"symbol": "SPY", "quantity": "10", "limit_price": "450.25", "i": i}
+    """A ToolCalled payload (a generic event; ours is validated into its model on write)."""
+    arguments = {"symbol": "SPY", "quantity": "10", "limit_price": "450.25", "i": i}
+    return {"tool": "propose", "arguments": arguments, "outcome": "ok", "detail": ""}
 
 
 def raw_conn(path: Path) -> sqlite3.Connection:

@@ -1,7 +1,8 @@
 """Paper broker latency: submit → filled, with the durable audit write (WAL, synchronous=FULL).
 
-Each order is a market order whose permit was prepared beforehand by a real lifecycle walk
-(OrderProposed … OrderSubmitted); the timed part is ``broker.submit(permit)`` alone: the permit
+Each order is a market order whose permit was prepared beforehand the only way there is (proposed,
+gated, approved by an enrolled approver — one scrypt check each, which is why preparing is slow —
+and its token spent); the timed part is ``broker.submit(permit)`` alone: the whole-chain permit
 check, the broker's checks, matching, the fill's book-keeping and its audit events, one fsync'd
 commit. Prints p50/p99 latency and fills/s, for plain orders and for brackets (parent + stop).
 Run: `.venv/bin/python bench/broker.py [--orders N]`. Target: p50 <= 5 ms.
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "brokers"))
 
 from brokerkit import intent, permit_for, with_stop
@@ -25,6 +27,7 @@ from brokerkit import intent, permit_for, with_stop
 from workbench.audit import AuditLog
 from workbench.brokers.paper import PaperBroker
 from workbench.clock import FixedClock
+from workbench.keys import ApprovalKey
 from workbench.models import Side, SubmitPermit
 
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)  # a Wednesday, market open
@@ -47,7 +50,7 @@ def permits(log: AuditLog, n: int, bracket: bool, tag: str) -> list[SubmitPermit
 def run(n: int, bracket: bool) -> tuple[list[float], float]:
     with tempfile.TemporaryDirectory() as tmp:
         log = AuditLog(Path(tmp) / "workbench.sqlite", clock=FixedClock(NOW))
-        broker = PaperBroker(log)
+        broker = PaperBroker(log, key=ApprovalKey(tmp))
         broker.submit(permit_for(log, "warm-up", intent("SPY", 1)))
         todo = permits(log, n, bracket, "b" if bracket else "p")
         laps = []
@@ -74,7 +77,7 @@ def report(name: str, laps: list[float], rate: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--orders", type=int, default=300)
     args = parser.parse_args()
     print(f"paper broker, durable audit write (WAL, synchronous=FULL), {args.orders} orders each")
     report("market order submit→fill", *run(args.orders, bracket=False))

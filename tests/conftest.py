@@ -31,9 +31,10 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    """An empty workbench home folder."""
+    """An empty workbench home folder, private (0700) as the workbench creates its own."""
     path = tmp_path / "home"
-    path.mkdir()
+    path.mkdir(mode=0o700)
+    path.chmod(0o700)
     return path
 
 

@@ -1,12 +1,10 @@
-"""Approvers, one-time tokens and their atomic consumption with OrderSubmitted."""
+"""One-time tokens for verified approvers and their atomic consumption with OrderSubmitted."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import multiprocessing as mp
 import os
-import subprocess
 import sys
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -14,30 +12,51 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_intent, recheck, request_approval
+from helpers import (
+    ALICE,
+    ALICE_CRED,
+    ALICE_PW,
+    BOB,
+    BOB_CRED,
+    BOB_PW,
+    POLICIES,
+    authority_with,
+    make_intent,
+    policies_with,
+    recheck,
+    request_approval,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench import cli
-from workbench.approval import KEY_FILE, ApprovalGrant, Approvals
+from workbench.approval import ApprovalGrant, Approvals
 from workbench.audit import AuditLog, EventType
+from workbench.authority import Authority, Credential
 from workbench.clock import FixedClock
 from workbench.errors import ApprovalError
+from workbench.events import ApprovalGranted
+from workbench.keys import KEY_FILE
 from workbench.lifecycle import OrderState, current_state
 from workbench.models import ProtectiveStop
 
-ALICE, BOB = "alice", "bob"
-ALICE_PW, BOB_PW = "correct horse battery", "staple paperclip 42"
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
 
 @pytest.fixture
 def approvals(log: AuditLog, home: Path, clock: FixedClock) -> Approvals:
-    """Approvals over the test log with alice and bob registered."""
-    service = Approvals(log, home, clock)
-    service.add_approver(ALICE, ALICE_PW, added_by="test")
-    service.add_approver(BOB, BOB_PW, added_by="test")
-    return service
+    """Approvals over the test log with alice (bootstrap) and bob (enrolled by alice)."""
+    authority = authority_with(log, home, ALICE_CRED, BOB_CRED)
+    return Approvals(log, authority, clock, policy_dir=POLICIES)
+
+
+def second_approver_above_1000(log: AuditLog, home: Path, tmp_path: Path) -> Approvals:
+    """Approvals whose policy asks a second approver above a notional of 1,000."""
+    folder = policies_with(
+        tmp_path / "policies",
+        ("second_approver_min_notional: null", "second_approver_min_notional: 1000"),
+    )
+    authority = authority_with(log, home, ALICE_CRED, BOB_CRED)
+    return Approvals(log, authority, log.clock, policy_dir=folder)
 
 
 def types(log: AuditLog, proposal_id: str) -> list[str]:
@@ -51,7 +70,7 @@ def submit(approvals: Approvals, proposal_id: str, token: str) -> Any:
 
 def approved(approvals: Approvals, proposal_id: str, **kwargs: Any) -> ApprovalGrant:
     request_approval(approvals.log, proposal_id, **kwargs)
-    return approvals.approve(proposal_id, ALICE, ALICE_PW)
+    return approvals.approve(proposal_id, ALICE_CRED)
 
 
 # -- minting ---------------------------------------------------------------------------------
@@ -60,14 +79,15 @@ def approved(approvals: Approvals, proposal_id: str, **kwargs: Any) -> ApprovalG
 def test_right_credential_mints_a_token_recorded_only_by_digest(approvals: Approvals) -> None:
     """The right passphrase mints a token; the log keeps its sha256 and never the token."""
     intent = request_approval(approvals.log, "p1")
-    grant = approvals.approve("p1", ALICE, ALICE_PW)
+    grant = approvals.approve("p1", ALICE_CRED)
     assert grant.proposal_id == "p1" and grant.approvers == (ALICE,)
     assert grant.expires_at == approvals.clock.now() + timedelta(minutes=5)
-    assert grant.token not in repr(grant)
+    assert grant.token not in repr(grant) and ALICE_PW not in repr(ALICE_CRED)
     event = approvals.log.events(proposal_id="p1", types=(EventType.APPROVAL_GRANTED,))[0]
-    assert event.payload["token_digest"] == hashlib.sha256(grant.token.encode()).hexdigest()
-    assert event.payload["intent_hash"] == intent.intent_hash
-    assert event.payload["token_id"] == grant.token_id and event.actor == ALICE
+    granted = event.data_as(ApprovalGranted)
+    assert granted.token_digest == hashlib.sha256(grant.token.encode()).hexdigest()
+    assert granted.intent_hash == intent.intent_hash
+    assert granted.token_id == grant.token_id and event.actor == ALICE
     assert current_state(approvals.log, "p1") is OrderState.APPROVAL_GRANTED
 
 
@@ -84,7 +104,7 @@ def test_wrong_passphrase_mints_nothing(approvals: Approvals) -> None:
     """A wrong passphrase raises, writes no ApprovalGranted and leaves the state as it was."""
     request_approval(approvals.log, "p1")
     with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
-        approvals.approve("p1", ALICE, BOB_PW)
+        approvals.approve("p1", Credential(ALICE, BOB_PW))
     assert EventType.APPROVAL_GRANTED not in types(approvals.log, "p1")
     assert EventType.APPROVAL_CREDENTIAL_REFUSED in types(approvals.log, "p1")
     assert current_state(approvals.log, "p1") is OrderState.APPROVAL_REQUESTED
@@ -94,19 +114,21 @@ def test_unknown_approver_is_refused(approvals: Approvals) -> None:
     """A name that was never registered cannot approve, even with a registered passphrase."""
     request_approval(approvals.log, "p1")
     with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
-        approvals.approve("p1", "mallory", ALICE_PW)
+        approvals.approve("p1", Credential("mallory", ALICE_PW))
     assert current_state(approvals.log, "p1") is OrderState.APPROVAL_REQUESTED
     refused = approvals.log.events(types=(EventType.APPROVAL_CREDENTIAL_REFUSED,))
     assert refused[-1].payload["reason"] == "unknown approver 'mallory'"
+    with pytest.raises(ApprovalError, match="needs an approver's Credential"):
+        approvals.approve("p1", "alice")  # type: ignore[arg-type]
 
 
 def test_approve_needs_a_pending_request(approvals: Approvals) -> None:
     """A proposal that is already approved, or does not exist, cannot be approved (again)."""
     approved(approvals, "p1")
     with pytest.raises(ApprovalError, match="not awaiting approval"):
-        approvals.approve("p1", ALICE, ALICE_PW)
+        approvals.approve("p1", ALICE_CRED)
     with pytest.raises(ApprovalError, match="no proposal"):
-        approvals.approve("nope", ALICE, ALICE_PW)
+        approvals.approve("nope", ALICE_CRED)
 
 
 # -- the risk decision -----------------------------------------------------------------------
@@ -116,11 +138,11 @@ def test_review_needs_an_override_reason_which_is_recorded(approvals: Approvals)
     """A REVIEW decision is refused without a reason and approved with one, which is recorded."""
     request_approval(approvals.log, "p1", decision="REVIEW")
     with pytest.raises(ApprovalError, match="override reason"):
-        approvals.approve("p1", ALICE, ALICE_PW, override_reason="   ")
-    approvals.approve("p1", ALICE, ALICE_PW, override_reason="spread is fine today")
+        approvals.approve("p1", ALICE_CRED, override_reason="   ")
+    approvals.approve("p1", ALICE_CRED, override_reason="spread is fine today")
     event = approvals.log.events(proposal_id="p1", types=(EventType.APPROVAL_GRANTED,))[0]
-    assert event.payload["override_reason"] == "spread is fine today"
-    assert event.payload["decision"] == "REVIEW"
+    assert event.data_as(ApprovalGranted).override_reason == "spread is fine today"
+    assert event.data_as(ApprovalGranted).decision == "REVIEW"
 
 
 def test_reject_decision_is_never_approvable(approvals: Approvals, log: AuditLog) -> None:
@@ -128,38 +150,41 @@ def test_reject_decision_is_never_approvable(approvals: Approvals, log: AuditLog
     request_approval(log, "p1")
     recheck(log, "p1", "REJECT")
     with pytest.raises(ApprovalError, match="rejected"):
-        approvals.approve("p1", ALICE, ALICE_PW, override_reason="I insist")
+        approvals.approve("p1", ALICE_CRED, override_reason="I insist")
     assert current_state(log, "p1") is OrderState.APPROVAL_REQUESTED
 
 
-def test_second_approver_required_above_threshold(log: AuditLog, home: Path, clock: Any) -> None:
-    """Above the notional threshold one approver is not enough and the second must differ."""
-    service = Approvals(log, home, clock, second_approver_above=Decimal(1000))
-    service.add_approver(ALICE, ALICE_PW, added_by="test")
-    service.add_approver(BOB, BOB_PW, added_by="test")
+def test_second_approver_required_above_threshold(
+    log: AuditLog, home: Path, tmp_path: Path
+) -> None:
+    """Above the policy's notional threshold one approver is not enough and the second must
+    differ and verify."""
+    service = second_approver_above_1000(log, home, tmp_path)
     request_approval(log, "big")
     with pytest.raises(ApprovalError, match="second approver"):
-        service.approve("big", ALICE, ALICE_PW)
+        service.approve("big", ALICE_CRED)
     with pytest.raises(ApprovalError, match="different person"):
-        service.approve("big", ALICE, ALICE_PW, second_approver=ALICE, second_passphrase=ALICE_PW)
+        service.approve("big", ALICE_CRED, second=ALICE_CRED)
     with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
-        service.approve("big", ALICE, ALICE_PW, second_approver=BOB, second_passphrase=ALICE_PW)
-    grant = service.approve("big", ALICE, ALICE_PW, second_approver=BOB, second_passphrase=BOB_PW)
+        service.approve("big", ALICE_CRED, second=Credential(BOB, ALICE_PW))
+    grant = service.approve("big", ALICE_CRED, second=BOB_CRED)
     assert grant.approvers == (ALICE, BOB)
     request_approval(log, "small", make_intent(quantity=Decimal(1)))
-    assert service.approve("small", ALICE, ALICE_PW).approvers == (ALICE,)
+    assert service.approve("small", ALICE_CRED).approvers == (ALICE,)
 
 
-def test_simulated_notional_counts_for_the_threshold(log: AuditLog, home: Path, clock: Any) -> None:
-    """A market order's notional comes from its simulation; unknown, it needs two approvers."""
-    service = Approvals(log, home, clock, second_approver_above=Decimal(1000))
-    service.add_approver(ALICE, ALICE_PW, added_by="test")
+def test_simulated_notional_counts_for_the_threshold(
+    log: AuditLog, home: Path, tmp_path: Path
+) -> None:
+    """A market order's notional comes from its simulation: under the threshold one approver
+    does; over it, two are needed."""
+    service = second_approver_above_1000(log, home, tmp_path)
     mkt = make_intent(order_type="MKT", limit_price=None)
-    request_approval(log, "sim", mkt, simulated={"notional": "999"})
-    assert service.approve("sim", ALICE, ALICE_PW).approvers == (ALICE,)
-    request_approval(log, "unknown", mkt)
+    request_approval(log, "sim", mkt, notional=Decimal(999))
+    assert service.approve("sim", ALICE_CRED).approvers == (ALICE,)
+    request_approval(log, "over", mkt, notional=Decimal(1001))
     with pytest.raises(ApprovalError, match="second approver"):
-        service.approve("unknown", ALICE, ALICE_PW)
+        service.approve("over", ALICE_CRED)
 
 
 # -- consuming -------------------------------------------------------------------------------
@@ -169,12 +194,14 @@ def test_token_gives_a_permit_and_records_order_submitted(approvals: Approvals) 
     """Consuming a fresh token writes OrderSubmitted and returns a permit pointing at it."""
     stop = ProtectiveStop(stop_price=Decimal(480))
     intent = request_approval(approvals.log, "p1", make_intent(protective_stop=stop))
-    grant = approvals.approve("p1", ALICE, ALICE_PW)
+    grant = approvals.approve("p1", ALICE_CRED)
     permit = submit(approvals, "p1", grant.token)
     event = approvals.log.events(proposal_id="p1", types=(EventType.ORDER_SUBMITTED,))[0]
     assert permit.submitted_seq == event.seq and permit.intent == intent
     assert permit.protective_stop == stop and permit.order_ref == "wb:p1"
     assert event.payload["token_id"] == grant.token_id
+    row = approvals.log.conn.execute("SELECT proposal_id, submitted_seq FROM token_uses")
+    assert row.fetchall() == [("p1", event.seq)]
     assert current_state(approvals.log, "p1") is OrderState.SUBMITTED
 
 
@@ -233,8 +260,10 @@ def test_expire_stale_closes_unused_approvals(approvals: Approvals, clock: Fixed
 def test_request_ttl_expires_old_requests(log: AuditLog, home: Path, clock: FixedClock) -> None:
     """With a request TTL, a request nobody answered expires; without one, it waits."""
     request_approval(log, "p1")
-    assert Approvals(log, home, clock).expire_stale(clock.now() + timedelta(days=1)) == []
-    service = Approvals(log, home, clock, request_ttl=timedelta(hours=1))
+    authority = Authority(log, home, clock)
+    plain = Approvals(log, authority, clock, policy_dir=POLICIES)
+    assert plain.expire_stale(clock.now() + timedelta(days=1)) == []
+    service = Approvals(log, authority, clock, policy_dir=POLICIES, request_ttl=timedelta(hours=1))
     assert service.expire_stale(clock.now() + timedelta(minutes=59)) == []
     assert service.expire_stale(clock.now() + timedelta(hours=1)) == ["p1"]
 
@@ -244,7 +273,8 @@ def test_token_survives_a_restart(approvals: Approvals, home: Path, clock: Fixed
     grant = approved(approvals, "p1")
     approvals.log.close()
     with AuditLog(home / "workbench.sqlite", clock=clock) as reopened:
-        permit = submit(Approvals(reopened, home, clock), "p1", grant.token)
+        service = Approvals(reopened, Authority(reopened, home, clock), clock, policy_dir=POLICIES)
+        permit = submit(service, "p1", grant.token)
     assert permit.proposal_id == "p1"
 
 
@@ -295,10 +325,10 @@ def test_token_from_another_home_key_is_refused(approvals: Approvals, tmp_path: 
     grant = approved(approvals, "p1")
     other = tmp_path / "other"
     with AuditLog(other / "workbench.sqlite", clock=approvals.clock) as log2:
-        service2 = Approvals(log2, other, approvals.clock)
-        service2.add_approver(ALICE, ALICE_PW, added_by="test")
+        authority2 = authority_with(log2, other, ALICE_CRED)
+        service2 = Approvals(log2, authority2, approvals.clock, policy_dir=POLICIES)
         request_approval(log2, "p1")
-        foreign = service2.approve("p1", ALICE, ALICE_PW)
+        foreign = service2.approve("p1", ALICE_CRED)
     with pytest.raises(ApprovalError, match="signature"):
         submit(approvals, "p1", foreign.token)
     submit(approvals, "p1", grant.token)
@@ -307,10 +337,10 @@ def test_token_from_another_home_key_is_refused(approvals: Approvals, tmp_path: 
 # -- the key file ----------------------------------------------------------------------------
 
 
-def test_key_file_is_created_0600(approvals: Approvals, home: Path) -> None:
-    """The first approval creates a 32-byte key file readable by its owner only."""
+def test_key_file_is_created_0600_by_the_bootstrap(log: AuditLog, home: Path) -> None:
+    """The first approver's enrolment creates a 32-byte key file readable by its owner only."""
     assert not (home / KEY_FILE).exists()
-    approved(approvals, "p1")
+    authority_with(log, home, ALICE_CRED)
     info = (home / KEY_FILE).stat()
     assert info.st_mode & 0o777 == 0o600 and info.st_size == 32
 
@@ -319,11 +349,11 @@ def test_key_file_wider_than_0600_is_refused(approvals: Approvals, home: Path) -
     """A group- or world-readable key fails closed for both minting and consuming."""
     grant = approved(approvals, "p1")
     os.chmod(home / KEY_FILE, 0o644)
-    with pytest.raises(ApprovalError, match="wider than 0600"):
+    with pytest.raises(ApprovalError, match="0644"):
         submit(approvals, "p1", grant.token)
     request_approval(approvals.log, "p2")
-    with pytest.raises(ApprovalError, match="wider than 0600"):
-        approvals.approve("p2", ALICE, ALICE_PW)
+    with pytest.raises(ApprovalError, match="0644"):
+        approvals.approve("p2", ALICE_CRED)
     assert current_state(approvals.log, "p1") is OrderState.APPROVAL_GRANTED
     assert current_state(approvals.log, "p2") is OrderState.APPROVAL_REQUESTED
 
@@ -343,80 +373,15 @@ def test_reject_checks_the_credential_then_records_the_reason(approvals: Approva
     """A wrong passphrase cannot reject; the right one records ApprovalDenied with its reason."""
     request_approval(approvals.log, "p1")
     with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
-        approvals.reject("p1", BOB, ALICE_PW, "no")
+        approvals.reject("p1", Credential(BOB, ALICE_PW), "no")
     assert current_state(approvals.log, "p1") is OrderState.APPROVAL_REQUESTED
-    approvals.reject("p1", BOB, BOB_PW, "too large for a Friday")
+    approvals.reject("p1", BOB_CRED, "too large for a Friday")
     event = approvals.log.events(proposal_id="p1", types=(EventType.APPROVAL_DENIED,))[0]
     assert event.payload == {"approver": BOB, "reason": "too large for a Friday"}
     with pytest.raises(ApprovalError, match="not awaiting approval"):
-        approvals.approve("p1", ALICE, ALICE_PW)
+        approvals.approve("p1", ALICE_CRED)
     with pytest.raises(ApprovalError, match="illegal transition"):
-        approvals.reject("p1", ALICE, ALICE_PW, "again")
-
-
-def test_adding_an_existing_approver_needs_replace(approvals: Approvals) -> None:
-    """A duplicate name is refused; replace rotates the passphrase and the old one stops working."""
-    with pytest.raises(ApprovalError, match="already exists"):
-        approvals.add_approver(ALICE, "another long passphrase", added_by="test")
-    approvals.add_approver(ALICE, "another long passphrase", added_by="test", replace=True)
-    request_approval(approvals.log, "p1")
-    with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
-        approvals.approve("p1", ALICE, ALICE_PW)
-    approvals.approve("p1", ALICE, "another long passphrase")
-    added = approvals.log.events(types=(EventType.APPROVER_ADDED,))
-    assert [e.payload["name"] for e in added] == [ALICE, BOB, ALICE]
-    assert all(set(e.payload) == {"name", "added_by", "replaced"} for e in added)
-
-
-def test_malformed_approver_names_are_refused(approvals: Approvals) -> None:
-    """Names outside lowercase ASCII (or with a newline) are refused and nothing is written."""
-    head = approvals.log.head()
-
-    @settings(max_examples=50, deadline=None)
-    @given(st.text(max_size=40).filter(lambda s: not (s.isascii() and s.islower()) or "\n" in s))
-    def check(name: str) -> None:
-        with pytest.raises(ApprovalError, match="approver name"):
-            approvals.add_approver(name, ALICE_PW, added_by="test")
-
-    check()
-    assert approvals.log.head() == head and approvals.approvers() == [ALICE, BOB]
-
-
-def test_short_passphrase_is_refused(approvals: Approvals) -> None:
-    """A passphrase under twelve characters is refused at registration."""
-    with pytest.raises(ApprovalError, match="at least 12"):
-        approvals.add_approver("carol", "short", added_by="test")
-
-
-# -- CLI -------------------------------------------------------------------------------------
-
-
-def test_cli_approver_add_reads_stdin(
-    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`workbench approver add NAME --passphrase-stdin` registers a working approver once."""
-    argv = ["approver", "add", "carol", "--home", str(home), "--passphrase-stdin"]
-    monkeypatch.setattr(sys, "stdin", io.StringIO("carol's long passphrase\n"))
-    assert cli.main(argv) == 0
-    monkeypatch.setattr(sys, "stdin", io.StringIO("carol's long passphrase\n"))
-    assert cli.main(argv) == 1
-    assert "already exists" in capsys.readouterr().err
-    clock = FixedClock(datetime.now().astimezone())
-    with AuditLog(home / "workbench.sqlite", clock=clock) as log:
-        service = Approvals(log, home, clock)
-        request_approval(log, "p1")
-        assert service.approve("p1", "carol", "carol's long passphrase").approvers == ("carol",)
-
-
-def test_console_script_approver_add(home: Path) -> None:
-    """The installed `workbench` script registers an approver from a piped passphrase."""
-    cmd = [WORKBENCH, "approver", "add", "dave", "--home", str(home), "--passphrase-stdin"]
-    out = subprocess.run(cmd, input="too short\n", capture_output=True, text=True)
-    assert out.returncode == 1 and "at least 12" in out.stderr
-    out = subprocess.run(cmd, input="a passphrase long enough\n", capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    with AuditLog(home / "workbench.sqlite") as log:
-        assert log.events(types=(EventType.APPROVER_ADDED,))[0].payload["name"] == "dave"
+        approvals.reject("p1", ALICE_CRED, "again")
 
 
 # -- two processes ---------------------------------------------------------------------------
@@ -425,7 +390,7 @@ def test_console_script_approver_add(home: Path) -> None:
 def _consume_in_process(home: str, now: str, token: str, start: Any, results: Any) -> None:
     clock = FixedClock(datetime.fromisoformat(now))
     with AuditLog(Path(home) / "workbench.sqlite", clock=clock) as log:
-        service = Approvals(log, home, clock)
+        service = Approvals(log, Authority(log, home, clock), clock, policy_dir=POLICIES)
         start.wait()
         try:
             with log.transaction() as tx:

@@ -22,13 +22,17 @@ from workbench.clock import FixedClock
 from workbench.errors import AuditError
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
+RUN = {"submitted_without_broker_order": [], "broker": "test"}
+
+
+def tool(**arguments: Any) -> dict[str, Any]:
+    """A ToolCalled payload (a generic, unguarded event) with these arguments."""
+    return {"tool": "t", "arguments": arguments, "outcome": "ok", "detail": ""}
 
 
 def fill(log: AuditLog, n: int) -> None:
     for i in range(n):
-        log.append(
-            EventType.TOOL_CALLED, {"i": i, "tool": "t"}, actor="test", proposal_id=f"p{i % 3}"
-        )
+        log.append(EventType.TOOL_CALLED, tool(i=i), actor="test", proposal_id=f"p{i % 3}")
 
 
 def test_empty_log_head_is_genesis(log: AuditLog) -> None:
@@ -154,13 +158,13 @@ def test_exception_in_transaction_leaves_neither_state_nor_event(log: AuditLog) 
     db.migrate(log.conn, "widgets", STATE_MIGRATIONS)
     with pytest.raises(RuntimeError, match="boom"), log.transaction() as tx:
         tx.execute("INSERT INTO widgets (name, qty) VALUES ('a', 1)")
-        tx.append(EventType.TOOL_CALLED, {"widget": "a"}, actor="test")
+        tx.append(EventType.TOOL_CALLED, tool(widget="a"), actor="test")
         raise RuntimeError("boom")
     assert log.conn.execute("SELECT COUNT(*) FROM widgets").fetchone()[0] == 0
     assert log.head() == (0, GENESIS_HASH)
     with log.transaction() as tx:
         tx.execute("INSERT INTO widgets (name, qty) VALUES ('a', 1)")
-        tx.append(EventType.TOOL_CALLED, {"widget": "a"}, actor="test")
+        tx.append(EventType.TOOL_CALLED, tool(widget="a"), actor="test")
     assert log.conn.execute("SELECT COUNT(*) FROM widgets").fetchone()[0] == 1
     assert log.head()[0] == 1 and log.verify().ok
 
@@ -168,9 +172,9 @@ def test_exception_in_transaction_leaves_neither_state_nor_event(log: AuditLog) 
 def test_nested_transaction_joins_the_outer_one(log: AuditLog) -> None:
     """An inner transaction commits only with the outer one; a fault rolls back both."""
     with pytest.raises(ValueError), log.transaction():
-        log.append(EventType.TOOL_CALLED, {"n": 1}, actor="test")
+        log.append(EventType.TOOL_CALLED, tool(n=1), actor="test")
         with log.transaction() as inner:
-            inner.append(EventType.TOOL_CALLED, {"n": 2}, actor="test")
+            inner.append(EventType.TOOL_CALLED, tool(n=2), actor="test")
         raise ValueError("outer fails")
     assert log.head()[0] == 0
 
@@ -187,14 +191,14 @@ def test_append_requires_a_known_type_and_an_actor(log: AuditLog) -> None:
     with pytest.raises(AuditError):
         log.append("Whatever", {}, actor="test")  # type: ignore[arg-type]
     with pytest.raises(AuditError):
-        log.append(EventType.TOOL_CALLED, {}, actor="")
+        log.append(EventType.TOOL_CALLED, tool(), actor="")
     assert log.head()[0] == 0
 
 
 def test_non_finite_payload_is_refused_and_nothing_written(log: AuditLog) -> None:
     """A payload with NaN cannot be audited, and the log stays unchanged."""
-    with pytest.raises(TypeError):
-        log.append(EventType.TOOL_CALLED, {"x": float("nan")}, actor="test")
+    with pytest.raises((TypeError, AuditError)):
+        log.append(EventType.TOOL_CALLED, tool(x=float("nan")), actor="test")
     assert log.head()[0] == 0
 
 
@@ -213,7 +217,7 @@ def _append_many(path: str, n: int, start: Any, tag: str) -> None:
     start.wait()
     with AuditLog(Path(path)) as log:
         for i in range(n):
-            log.append(EventType.TOOL_CALLED, {"i": i, "by": tag}, actor=tag)
+            log.append(EventType.TOOL_CALLED, tool(i=i, by=tag), actor=tag)
 
 
 @pytest.mark.slow
@@ -242,17 +246,17 @@ def test_two_processes_appending_leave_one_chain(home: Path) -> None:
 def test_query_helpers_return_frames(log: AuditLog, clock: FixedClock) -> None:
     """by_proposal, by_type and between select the right rows as DataFrames."""
     t0 = clock.now()
-    log.append(EventType.ORDER_PROPOSED, {"x": 1}, actor="a", proposal_id="p1")
+    log.append(EventType.TOOL_CALLED, tool(x=1), actor="a", proposal_id="p1")
     clock.advance(timedelta(minutes=5))
-    log.append(EventType.TOOL_CALLED, {"x": 2}, actor="a")
+    log.append(EventType.RECONCILIATION_RUN, RUN, actor="a")
     clock.advance(timedelta(minutes=5))
-    log.append(EventType.ORDER_SIMULATED, {"x": 3}, actor="a", proposal_id="p1")
+    log.append(EventType.TOOL_CALLED, tool(x=3), actor="a", proposal_id="p1")
     assert log.by_proposal("p1")["seq"].tolist() == [1, 3]
-    assert log.by_type(EventType.TOOL_CALLED)["seq"].tolist() == [2]
+    assert log.by_type(EventType.RECONCILIATION_RUN)["seq"].tolist() == [2]
     window = log.between(t0 + timedelta(minutes=1), t0 + timedelta(minutes=9))
     assert window["seq"].tolist() == [2]
     assert str(window["ts"].dt.tz) == "UTC"
-    assert log.by_proposal("p1")["payload"].tolist() == [{"x": 1}, {"x": 3}]
+    assert [p["arguments"] for p in log.by_proposal("p1")["payload"]] == [{"x": 1}, {"x": 3}]
 
 
 @settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -301,11 +305,11 @@ def test_a_transaction_is_never_joined_by_another_thread(log: AuditLog) -> None:
 
     def other() -> None:
         started.set()
-        log.append(EventType.TOOL_CALLED, {"who": "callback"}, actor="test")
+        log.append(EventType.TOOL_CALLED, tool(who="callback"), actor="test")
         done.set()
 
     with log.transaction() as tx:
-        tx.append(EventType.TOOL_CALLED, {"who": "kernel"}, actor="test")
+        tx.append(EventType.TOOL_CALLED, tool(who="kernel"), actor="test")
         worker = threading.Thread(target=other)
         worker.start()
         assert started.wait(timeout=10)
@@ -315,7 +319,7 @@ def test_a_transaction_is_never_joined_by_another_thread(log: AuditLog) -> None:
     worker.join(timeout=60)
     assert done.is_set()
     events = log.events()
-    assert [e.payload["who"] for e in events] == ["kernel", "callback"]
+    assert [e.payload["arguments"]["who"] for e in events] == ["kernel", "callback"]
     assert log.verify().ok
 
 
@@ -325,7 +329,7 @@ def test_rolled_back_transaction_does_not_take_another_threads_event_with_it(
     """A failing transaction on one thread rolls back only its own events."""
     _in_thread(lambda: fill(log, 1))
     with pytest.raises(RuntimeError), log.transaction() as tx:
-        tx.append(EventType.TOOL_CALLED, {"i": "doomed"}, actor="test")
+        tx.append(EventType.TOOL_CALLED, tool(i="doomed"), actor="test")
         raise RuntimeError("boom")
     assert log.count() == 1 and log.verify().ok
 
@@ -337,7 +341,7 @@ def test_two_threads_appending_leave_one_unbroken_chain(log: AuditLog) -> None:
     def writer(name: str) -> None:
         barrier.wait(timeout=10)
         for i in range(50):
-            log.append(EventType.TOOL_CALLED, {"i": i, "who": name}, actor="test")
+            log.append(EventType.TOOL_CALLED, tool(i=i, who=name), actor="test")
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in ("kernel", "callback")]
     for t in threads:

@@ -159,3 +159,32 @@ def test_nobody_may_register_as_auto_commit(wb: Any) -> None:
     """The auto-commit approver name is reserved: a person cannot pose as it."""
     with pytest.raises(ApprovalError, match="reserved"):
         add_approver(wb, "auto-commit")
+
+
+def test_caller_rules_cannot_switch_auto_commit_on(
+    home: Path, clock: FixedClock, tmp_path: Path
+) -> None:
+    """No constructor takes rules from a caller; a facade handed a policy object with auto-commit
+    on while the file says off still waits for a person; and with the file on, a decision made
+    under a hand-edited policy (another hash) is refused."""
+    from workbench.approval import Approvals
+
+    with open_wb(home, clock) as wb:
+        assert wb.authority is not None
+        with pytest.raises(TypeError):
+            Approvals(wb.log, wb.authority, clock, policy_dir=POLICIES, auto_commit=RULES)  # type: ignore[call-arg]
+        approval = wb.policy.approval.model_copy(update={"auto_commit": RULES})
+        wb.policy = wb.policy.model_copy(update={"approval": approval})
+        outcome = wb.run(intent(wb, "SPY", 5), actor="test")
+        assert outcome.state is OrderState.APPROVAL_REQUESTED and parent_orders(wb) == []
+        assert wb.approvals is not None
+        with pytest.raises(ApprovalError, match="auto-commit is off"):
+            wb.approvals.auto_approve(outcome.proposal_id)
+    with open_wb(tmp_path / "other", clock, policies=enabled_policies(tmp_path)) as wb:
+        limits = wb.policy.limits.model_copy(update={"max_positions": 29})
+        wb.policy = wb.policy.model_copy(update={"limits": limits})
+        outcome = wb.run(intent(wb, "SPY", 5), actor="test")
+        assert outcome.state is OrderState.APPROVAL_REQUESTED and parent_orders(wb) == []
+        assert wb.approvals is not None
+        with pytest.raises(ApprovalError, match="another policy than the one on file"):
+            wb.approvals.auto_approve(outcome.proposal_id)

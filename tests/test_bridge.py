@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from wbkit import APPROVER, PASSPHRASE
+from wbkit import CREDENTIAL
 from wbkit import intent as valid_intent
 
 from workbench.audit import AuditLog
@@ -32,7 +32,7 @@ RULES = SizingRules(min_order_size=D(1), max_order_size=D(10_000))
 @pytest.fixture
 def paper(log: AuditLog) -> PaperBroker:
     """The real embedded paper broker on the test's SQLite home."""
-    return PaperBroker(log)
+    return PaperBroker(log, key=None)
 
 
 # -- AccountMonitor --------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def test_account_monitor_refresh_sees_a_fill_and_its_margin(wb: Workbench) -> No
     monitor = AccountMonitor(lambda: wb.broker.portfolio(wb.account))
     before = monitor.available_funds()
     outcome = wb.run(valid_intent(wb, "SPY", 10), actor="test")
-    grant = wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE)
+    grant = wb.approve(outcome.proposal_id, CREDENTIAL)
     wb.submit(outcome.proposal_id, grant.token)
     assert monitor.available_funds() == before  # cached until refreshed
     monitor.refresh()
@@ -211,7 +211,7 @@ def test_a_propagated_signals_order_reaches_the_broker_tagged(
     expected = Decision.REVIEW if propagated else Decision.APPROVE  # R17 asks for a person
     assert outcome.decision.decision is expected
     reason = "checked the signal's provenance" if propagated else None
-    grant = wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE, override_reason=reason)
+    grant = wb.approve(outcome.proposal_id, CREDENTIAL, override_reason=reason)
     wb.submit(outcome.proposal_id, grant.token)
     (ref,) = _order_refs(wb, outcome.proposal_id)
     assert outcome.proposal_id in ref

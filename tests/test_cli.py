@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TRADING_NOW
-from wbkit import APPROVER, PASSPHRASE, add_approver, counter_ids, intent, open_wb
+from wbkit import APPROVER, CREDENTIAL, PASSPHRASE, add_approver, counter_ids, intent, open_wb
 
 import workbench.workbench as workbench_module
 from workbench import cli
@@ -59,7 +59,8 @@ def test_audit_tail_prints_the_newest_events(
     """`workbench audit tail -n 2` prints the two newest events."""
     with AuditLog(home / "workbench.sqlite") as log:
         for i in range(3):
-            log.append(EventType.TOOL_CALLED, {"i": i}, actor="test")
+            payload = {"tool": "t", "arguments": {"i": i}, "outcome": "ok", "detail": ""}
+            log.append(EventType.TOOL_CALLED, payload, actor="test")
     assert main(["audit", "tail", "-n", "2", "--home", str(home)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["2", "3"]
@@ -124,7 +125,7 @@ def test_submit_prints_the_fill_the_commission_and_the_working_stop(
     """`workbench submit` says where the order went, its fill, commission and working stop."""
     (pid,) = _pending(home)
     with open_wb(home, wall_clock_at_trading_now) as wb:
-        token = wb.approve(pid, APPROVER, PASSPHRASE).token
+        token = wb.approve(pid, CREDENTIAL).token
     assert main(["submit", pid, "--token", token, "--home", str(home)]) == 0
     out = capsys.readouterr().out
     assert f"submitted {pid} to paper broker (simulated): FILLED" in out

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from wbkit import APPROVER, PASSPHRASE, POLICIES, add_approver
+from wbkit import CREDENTIAL, POLICIES, add_approver
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
@@ -61,7 +61,7 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Days]:
     with Workbench.open(home, "paper", policy_dir=POLICIES, clock=clock) as wb:
         add_approver(wb)
         for pid in list(wb.proposals()["proposal_id"])[:2]:
-            wb.submit(pid, wb.approve(pid, APPROVER, PASSPHRASE).token)
+            wb.submit(pid, wb.approve(pid, CREDENTIAL).token)
     _daily(home, "2026-11-19", "--policy-dir", str(tight))
     _daily(home, "2026-11-21")
     yield Days(home, "2026-11-19", "2026-11-21")

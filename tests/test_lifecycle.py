@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from helpers import gate, make_intent, payload_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.audit import AuditLog, EventType
 from workbench.errors import IllegalTransitionError, UnknownProposalError
+from workbench.events import ToolCalled
 from workbench.lifecycle import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -17,34 +19,38 @@ from workbench.lifecycle import (
     state_after,
 )
 
+INTENT = make_intent()
 HAPPY_PATH = [
-    (EventType.ORDER_PROPOSED, {}, OrderState.PROPOSED),
-    (EventType.ORDER_SIMULATED, {}, OrderState.SIMULATED),
-    (EventType.RISK_GATE_EVALUATED, {"decision": "APPROVE"}, OrderState.RISK_APPROVED),
-    (EventType.APPROVAL_REQUESTED, {}, OrderState.APPROVAL_REQUESTED),
-    (EventType.APPROVAL_GRANTED, {}, OrderState.APPROVAL_GRANTED),
-    (EventType.ORDER_SUBMITTED, {}, OrderState.SUBMITTED),
-    (EventType.ORDER_CONFIRMED, {}, OrderState.CONFIRMED),
-    (EventType.ORDER_PARTIALLY_FILLED, {}, OrderState.PARTIALLY_FILLED),
-    (EventType.ORDER_FILLED, {}, OrderState.FILLED),
+    (EventType.ORDER_PROPOSED, OrderState.PROPOSED),
+    (EventType.ORDER_SIMULATED, OrderState.SIMULATED),
+    (EventType.RISK_GATE_EVALUATED, OrderState.RISK_APPROVED),
+    (EventType.APPROVAL_REQUESTED, OrderState.APPROVAL_REQUESTED),
+    (EventType.APPROVAL_GRANTED, OrderState.APPROVAL_GRANTED),
+    (EventType.ORDER_SUBMITTED, OrderState.SUBMITTED),
+    (EventType.ORDER_CONFIRMED, OrderState.CONFIRMED),
+    (EventType.ORDER_PARTIALLY_FILLED, OrderState.PARTIALLY_FILLED),
+    (EventType.ORDER_FILLED, OrderState.FILLED),
 ]
+
+
+def step(log: AuditLog, pid: str, type_: EventType, decision: str = "APPROVE") -> None:
+    with log.transaction() as tx:
+        advance(tx, pid, type_, payload_for(type_, INTENT, decision), actor="test")
 
 
 def test_happy_path_state_is_derived_from_events(log: AuditLog) -> None:
     """Walking propose → fill moves the derived state through each lifecycle state."""
-    for type_, payload, expected in HAPPY_PATH:
-        with log.transaction() as tx:
-            advance(tx, "p1", type_, payload, actor="test")
+    for type_, expected in HAPPY_PATH:
+        step(log, "p1", type_)
         assert current_state(log, "p1") is expected
 
 
 def test_illegal_transition_raises_and_writes_nothing(log: AuditLog) -> None:
     """Submitting a proposal that was never approved raises and leaves the log unchanged."""
-    with log.transaction() as tx:
-        advance(tx, "p1", EventType.ORDER_PROPOSED, {}, actor="test")
+    step(log, "p1", EventType.ORDER_PROPOSED)
     head = log.head()
-    with pytest.raises(IllegalTransitionError) as info, log.transaction() as tx:
-        advance(tx, "p1", EventType.ORDER_SUBMITTED, {}, actor="test")
+    with pytest.raises(IllegalTransitionError) as info:
+        step(log, "p1", EventType.ORDER_SUBMITTED)
     assert info.value.current == "PROPOSED" and info.value.target == "SUBMITTED"
     assert log.head() == head
     assert current_state(log, "p1") is OrderState.PROPOSED
@@ -52,22 +58,29 @@ def test_illegal_transition_raises_and_writes_nothing(log: AuditLog) -> None:
 
 def test_rejected_by_risk_is_terminal(log: AuditLog) -> None:
     """A RISK_REJECTED proposal can never be asked for approval."""
-    for type_, payload in [
-        (EventType.ORDER_PROPOSED, {}),
-        (EventType.ORDER_SIMULATED, {}),
-        (EventType.RISK_GATE_EVALUATED, {"decision": "REJECT"}),
-    ]:
-        with log.transaction() as tx:
-            advance(tx, "p1", type_, payload, actor="test")
+    step(log, "p1", EventType.ORDER_PROPOSED)
+    step(log, "p1", EventType.ORDER_SIMULATED)
+    step(log, "p1", EventType.RISK_GATE_EVALUATED, "REJECT")
+    with pytest.raises(IllegalTransitionError):
+        step(log, "p1", EventType.APPROVAL_REQUESTED)
+
+
+def test_recheck_without_transition_does_not_move_state(log: AuditLog) -> None:
+    """A RiskGateEvaluated marked transition=false records a re-check without a state change,
+    and only while the proposal awaits or holds an approval."""
+    recheck = gate(INTENT, "REJECT", transition=False)
+    assert state_after("RiskGateEvaluated", recheck) is None
+    assert state_after("RiskGateEvaluated", gate(INTENT, "REVIEW")) is OrderState.RISK_REVIEW
+    tool = ToolCalled(tool="t", arguments={}, outcome="ok", detail="")
+    assert state_after("ToolCalled", tool) is None
+    step(log, "p1", EventType.ORDER_PROPOSED)
     with pytest.raises(IllegalTransitionError), log.transaction() as tx:
-        advance(tx, "p1", EventType.APPROVAL_REQUESTED, {}, actor="test")
-
-
-def test_recheck_without_transition_does_not_move_state() -> None:
-    """A RiskGateEvaluated marked transition=false records a re-check without a state change."""
-    assert state_after("RiskGateEvaluated", {"decision": "REJECT", "transition": False}) is None
-    assert state_after("RiskGateEvaluated", {"decision": "REVIEW"}) is OrderState.RISK_REVIEW
-    assert state_after("ToolCalled", {}) is None
+        advance(tx, "p1", EventType.RISK_GATE_EVALUATED, recheck, actor="test")
+    for type_ in (EventType.ORDER_SIMULATED, EventType.RISK_GATE_EVALUATED):
+        step(log, "p1", type_)
+    with log.transaction() as tx:
+        advance(tx, "p1", EventType.RISK_GATE_EVALUATED, recheck, actor="test")
+    assert current_state(log, "p1") is OrderState.RISK_APPROVED
 
 
 def test_unknown_proposal_has_no_state(log: AuditLog) -> None:
@@ -84,7 +97,9 @@ def test_table_covers_every_state_and_terminals_have_no_exit() -> None:
     assert reachable == set(OrderState)
 
 
-EVENTS = [t for t in EventType if state_after(t.value, {"decision": "APPROVE"}) is not None]
+EVENTS = [
+    t for t in EventType if state_after(t.value, payload_for(t, INTENT, "APPROVE")) is not None
+]
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -99,7 +114,7 @@ def test_random_event_sequences_follow_the_table(log: AuditLog, steps: list) -> 
     pid = f"p{log.head()[0]}"
     state: OrderState | None = None
     for type_, decision in steps:
-        payload = {"decision": decision}
+        payload = payload_for(type_, INTENT, decision)
         target = state_after(type_.value, payload)
         assert target is not None
         before = log.head()

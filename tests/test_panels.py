@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from gatekit import intent as gate_intent
 from gatekit import run
-from helpers import request_approval
+from helpers import raw_insert
 from wbkit import APPROVER, PASSPHRASE, intent, parent_orders
 
+from workbench import canonical
 from workbench.audit import EventType
 from workbench.clock import FixedClock
+from workbench.errors import AuditError
+from workbench.events import OrderProposed, OrderSimulated
 from workbench.lifecycle import OrderState
 from workbench.models import TradingState
 from workbench.panels import ApprovalPanel
+from workbench.ticket_source import ticket_for
 from workbench.workbench import Workbench
 
 
@@ -147,10 +152,22 @@ def test_proposal_from_an_earlier_session_is_flagged(wb: Workbench, clock: Fixed
 
 
 def test_proposal_with_an_unreadable_decision_shows_a_fault_not_figures(wb: Workbench) -> None:
-    """A recorded decision missing its fields shows as a fault on the ticket, with no checks."""
-    scene = run()  # a real simulation; the recorded decision below lacks most of its fields
-    request_approval(wb.log, "p-odd", gate_intent(), simulated={"result": scene.sim})
+    """A decision missing its fields cannot be written; planted in the file it makes the proposal
+    UNREADABLE in the list (with why), it is never offered in the panel, and its ticket is a
+    fault, not figures."""
+    scene = run()  # a real simulation; the decision planted below lacks most of its fields
+    order = gate_intent()
+    proposed = OrderProposed(intent=order, intent_hash=order.intent_hash, broker="test")
+    for kind, payload in (
+        ("OrderProposed", canonical.dumps(proposed)),
+        ("OrderSimulated", canonical.dumps(OrderSimulated(result=scene.sim))),
+        ("RiskGateEvaluated", '{"decision":"APPROVE","transition":true}'),
+        ("ApprovalRequested", "{}"),
+    ):
+        raw_insert(wb.log, kind, payload, pid="p-odd")
+    row = wb.proposals().set_index("proposal_id").loc["p-odd"]
+    assert row["state"] == "UNREADABLE" and "does not validate" in row["violations"]
     panel = ApprovalPanel(wb)
-    panel.choice.value = "p-odd"
-    assert panel.shown == "p-odd"
-    assert "unreadable" in panel.detail.value and 'class="wb-check ' not in panel.detail.value
+    assert "p-odd" not in [value for _, value in panel.choice.options]
+    with pytest.raises(AuditError, match="does not validate"):
+        ticket_for(wb, "p-odd")

@@ -46,7 +46,7 @@ HEADER = "ticker,weight,direction,is_propagated,atr_per_share,entry_price"
 @pytest.fixture
 def paper(log: AuditLog) -> PaperBroker:
     """The real paper broker: its quotes, ATRs and instruments feed the proposers."""
-    return PaperBroker(log)
+    return PaperBroker(log, key=None)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 import pytest
-from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, open_wb
+from wbkit import APPROVER, CREDENTIAL, POLICIES, ROOT, add_approver, intent, open_wb
 
 from workbench.clock import FixedClock
 from workbench.daily import write_html
@@ -26,14 +26,14 @@ def busy_home(home: Path, clock: FixedClock) -> str:
     with open_wb(home, clock) as wb:
         add_approver(wb)
         filled = wb.run(intent(wb, "SPY", 10), actor="test")
-        grant = wb.approve(filled.proposal_id, APPROVER, PASSPHRASE)
+        grant = wb.approve(filled.proposal_id, CREDENTIAL)
         wb.submit(filled.proposal_id, grant.token)
         clock.advance(timedelta(minutes=20))
         sold = wb.run(intent(wb, "SPY", 4, Side.SELL, stop=False), actor="test")
-        wb.submit(sold.proposal_id, wb.approve(sold.proposal_id, APPROVER, PASSPHRASE).token)
+        wb.submit(sold.proposal_id, wb.approve(sold.proposal_id, CREDENTIAL).token)
         wb.run(intent(wb, "QQQ", 10, Side.SELL, stop=False), actor="test")  # a short: rejected
         wb.halt("lunch", by="ops")
-        wb.resume("back", approver=APPROVER, passphrase=PASSPHRASE)
+        wb.resume("back", CREDENTIAL)
         return filled.proposal_id
 
 

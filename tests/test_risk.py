@@ -30,10 +30,12 @@ from workbench.models import (
     IntentConstraints,
     OrderType,
     ProtectiveStop,
+    RiskDecision,
     RuleId,
     Severity,
     Side,
     TradingState,
+    Violation,
 )
 from workbench.policy import RiskPolicy, policy_hash
 from workbench.risk import History, NavPoint, Submission, WorkingOrder, evaluate, gate
@@ -340,6 +342,11 @@ def test_decision_carries_every_violation_with_data() -> None:
     assert "R17_PROPAGATED_SIGNAL" in ids
     r1 = next(v for v in outcome.decision.violations if v.rule_id is RuleId.R1_MAX_NOTIONAL)
     assert r1.severity is Severity.BLOCKER and r1.message and r1.data["cap"] == "25000"
+    # built with model_construct on the hot path: every field set, equal to a validated copy
+    decision = outcome.decision
+    assert decision.model_fields_set == set(RiskDecision.model_fields)
+    assert all(v.model_fields_set == set(Violation.model_fields) for v in decision.violations)
+    assert RiskDecision.model_validate(decision.model_dump()) == decision
 
 
 def test_decision_is_stamped_with_the_policy_and_intent_hash() -> None:

@@ -66,3 +66,17 @@ def test_ib_insync_is_not_a_dependency() -> None:
     """ib_insync (archived, clashing eventkit) is never asked for; ib_async is."""
     text = (ROOT / "pyproject.toml").read_text()
     assert "ib_insync" not in text and "ib_async" in text
+
+
+def test_threat_model_names_only_tests_that_exist() -> None:
+    """Every test docs/threat-model.md cites as proof exists (file, and function when named), and
+    the README links the page."""
+    text = (ROOT / "docs" / "threat-model.md").read_text()
+    cited = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", text)
+    assert len(cited) >= 10
+    for path, name in cited:
+        source = (ROOT / path).read_text()
+        assert not name or f"def {name}(" in source, f"{path}::{name}"
+    for extra in re.findall(r"`::(\w+)`", text):
+        assert any(f"def {extra}(" in p.read_text() for p in (ROOT / "tests").rglob("*.py")), extra
+    assert "docs/threat-model.md" in (ROOT / "README.md").read_text()

@@ -21,17 +21,37 @@ from typing import Any
 
 import pytest
 from conftest import TRADING_NOW
+from helpers import fake_grant, fake_submission, raw_insert
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from wbkit import APPROVER, PASSPHRASE, POLICIES, add_approver, counter_ids, intent, open_wb
+from wbkit import (
+    APPROVER,
+    CREDENTIAL,
+    PASSPHRASE,
+    POLICIES,
+    add_approver,
+    counter_ids,
+    intent,
+    open_wb,
+)
 from wbkit import parent_orders as broker_parents
 
+from workbench import canonical, records, trading_state
 from workbench.audit import EventType
+from workbench.authority import Authority, Credential
 from workbench.clock import FixedClock
-from workbench.errors import ApprovalError, TradingHaltedError, WorkbenchError
-from workbench.lifecycle import OrderState
-from workbench.models import TradingState
+from workbench.errors import (
+    ApprovalError,
+    BrokerError,
+    GuardedEventError,
+    IllegalTransitionError,
+    TradingHaltedError,
+    WorkbenchError,
+)
+from workbench.events import GUARDED, KillSwitchReleased
+from workbench.lifecycle import OrderState, advance, change_trading_state
+from workbench.models import SubmitPermit, TradingState
 from workbench.workbench import Workbench
 
 # Each at least 100 (R18's minimum notional for one share) and well under R1's cap for a few.
@@ -73,8 +93,17 @@ def tamper(token: str, where: str) -> str:
     return f"{base64.urlsafe_b64encode(forged).rstrip(b'=').decode()}.{mac}"
 
 
+ROGUE = Credential("mallory", "mallory's own passphrase")  # never enrolled by anyone
+NEWCOMERS = ("bob", "carol", "dave")
+GUARDED_TYPES = sorted(GUARDED)
+
+
 class TwoStepCommit(RuleBasedStateMachine):
-    """propose / approve / submit (good and bad tokens) / halt / resume / time / restart."""
+    """propose / approve / submit (good and bad tokens) / halt / resume / time / restart, and the
+    hostile moves: forged events, forged permits, enrolment without consent, library resumes.
+
+    Invariant after every step: the broker holds exactly the orders that had a fresh, matching,
+    spent token from an approver enrolled by an existing approver, while ACTIVE."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,11 +117,13 @@ class TwoStepCommit(RuleBasedStateMachine):
         self.sent: list[str] = []  # the model: proposals whose parent order the broker got
         self.halted = False
         self.proposed = 0
+        self.enrolled: dict[str, str] = {}  # name -> passphrase, as the model knows them
 
     @initialize()
     def register_approver_and_approve_two(self) -> None:
         """Every run starts with tokens in hand, so short runs reach the interesting submits."""
         add_approver(self.wb)
+        self.enrolled[APPROVER] = PASSPHRASE
         self.propose(and_approve=True)
         self.propose(and_approve=True)
 
@@ -105,11 +136,27 @@ class TwoStepCommit(RuleBasedStateMachine):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _pick(self, ids: list[str], index: int) -> str:
+    @property
+    def authority(self) -> Authority:
+        assert self.wb.authority is not None
+        return self.wb.authority
+
+    def _pick(self, ids: list[Any], index: int) -> Any:
         return ids[index % len(ids)]
 
     def _tokens(self) -> list[tuple[str, str]]:
         return [(pid, e.token) for pid, e in self.model.items() if e.token is not None]
+
+    def _credential(self, index: int, right: bool) -> Credential:
+        """An enrolled approver's credential (right or wrong passphrase), or the rogue's."""
+        names = [*sorted(self.enrolled), ROGUE.name]
+        name = self._pick(names, index)
+        if name == ROGUE.name:
+            return ROGUE
+        return Credential(name, self.enrolled[name] if right else "not the passphrase")
+
+    def _valid(self, credential: Credential) -> bool:
+        return self.enrolled.get(credential.name) == credential.passphrase
 
     def _should_send(self, pid: str, token: str) -> bool:
         expected = self.model[pid]
@@ -145,29 +192,30 @@ class TwoStepCommit(RuleBasedStateMachine):
         approvable = outcome.state is OrderState.APPROVAL_REQUESTED
         self.model[outcome.proposal_id] = Expected(approvable=approvable)
         if and_approve:
-            self._approve(outcome.proposal_id, PASSPHRASE)
+            self._approve(outcome.proposal_id, CREDENTIAL)
 
     @precondition(lambda self: self.model)
-    @rule(index=st.integers(0, 99), right=st.booleans())
-    def approve(self, index: int, right: bool) -> None:
-        """Approve with the right or a wrong passphrase; only a right one on a request mints."""
-        self._approve(self._pick(sorted(self.model), index), PASSPHRASE if right else "wrong!")
+    @rule(index=st.integers(0, 99), who=st.integers(0, 9), right=st.booleans())
+    def approve(self, index: int, who: int, right: bool) -> None:
+        """An enrolled approver (right or wrong passphrase) or the rogue approves; only an
+        enrolled approver's right passphrase on a pending request mints a token."""
+        self._approve(self._pick(sorted(self.model), index), self._credential(who, right))
 
-    def _approve(self, pid: str, passphrase: str) -> None:
-        expected, right = self.model[pid], passphrase == PASSPHRASE
+    def _approve(self, pid: str, credential: Credential) -> None:
+        expected, valid = self.model[pid], self._valid(credential)
         try:
-            grant = self.wb.approve(pid, APPROVER, passphrase, override_reason="reviewed")
+            grant = self.wb.approve(pid, credential, override_reason="reviewed")
         except ApprovalError:
-            assert not (right and expected.approvable and expected.token is None)
+            assert not (valid and expected.approvable and expected.token is None)
             return
-        assert right and expected.approvable and expected.token is None
+        assert valid and expected.approvable and expected.token is None
         expected.token, expected.expires_at = grant.token, grant.expires_at
 
     @precondition(lambda self: any(e.token for e in self.model.values()))
     @rule(index=st.integers(0, 99))
     def submit_right_token(self, index: int) -> None:
         """Submit a proposal with its own token (maybe already used, expired or while halted)."""
-        pid, token = self._pick(self._tokens(), index)  # type: ignore[arg-type]
+        pid, token = self._pick(self._tokens(), index)
         self._submit(pid, token)
 
     @precondition(lambda self: any(e.token for e in self.model.values()))
@@ -214,17 +262,124 @@ class TwoStepCommit(RuleBasedStateMachine):
         self.wb.halt("drill", by="ops")
         self.halted = True
 
-    @rule(right=st.booleans())
-    def resume(self, right: bool) -> None:
-        """Only a registered approver with the right passphrase lifts a halt."""
-        passphrase = PASSPHRASE if right else "not the passphrase"
+    @rule(who=st.integers(0, 9), right=st.booleans())
+    def resume(self, who: int, right: bool) -> None:
+        """Only an enrolled approver with the right passphrase lifts a halt (the facade)."""
+        credential = self._credential(who, right)
         try:
-            self.wb.resume("drill over", approver=APPROVER, passphrase=passphrase)
+            self.wb.resume("drill over", credential)
         except ApprovalError:
-            assert not right
+            assert not self._valid(credential)
             return
-        assert right
+        assert self._valid(credential)
         self.halted = False
+
+    @rule(who=st.integers(0, 9), right=st.booleans(), bare=st.booleans())
+    def resume_through_the_library(self, who: int, right: bool, bare: bool) -> None:
+        """trading_state.resume called directly: without a Credential it refuses; with one, only
+        an enrolled approver's right passphrase releases the halt."""
+        credential = self._credential(who, right)
+        offered: Any = credential.name if bare else credential  # a bare name is no credential
+        try:
+            trading_state.resume(self.authority, offered, reason="library resume")
+        except ApprovalError:
+            assert bare or not self._valid(credential)
+            return
+        assert not bare and self._valid(credential)
+        self.halted = False
+
+    @rule(
+        newcomer=st.sampled_from(NEWCOMERS),
+        who=st.integers(0, 9),
+        right=st.booleans(),
+        how=st.sampled_from(["enrol", "self-consent", "bootstrap", "replace"]),
+    )
+    def enrol(self, newcomer: str, who: int, right: bool, how: str) -> None:
+        """Enrol a newcomer with an existing approver's consent (or try without: vouching for
+        oneself, bootstrapping a home that has approvers, replacing without the old passphrase).
+        Only a verified consent from an enrolled approver changes who may approve."""
+        fresh = Credential(newcomer, f"{newcomer} passphrase {self.proposed}")
+        consent = self._credential(who, right)
+        name = newcomer
+        try:
+            if how == "enrol":
+                self.authority.enrol(fresh, by=consent)
+            elif how == "self-consent":
+                self.authority.enrol(fresh, by=fresh)
+            elif how == "bootstrap":
+                self.authority.bootstrap(fresh)
+            else:
+                name = consent.name if consent.name in self.enrolled else APPROVER
+                fresh = Credential(name, f"{name} rotated {self.proposed}")
+                self.authority.replace(fresh, by=[Credential(name, consent.passphrase)])
+        except ApprovalError:
+            assert not self._enrolment_allowed(how, newcomer, consent)
+            return
+        assert self._enrolment_allowed(how, newcomer, consent)
+        self.enrolled[name] = fresh.passphrase
+
+    def _enrolment_allowed(self, how: str, newcomer: str, consent: Credential) -> bool:
+        if how == "enrol":
+            return newcomer not in self.enrolled and self._valid(consent)
+        if how == "replace":
+            name = consent.name if consent.name in self.enrolled else APPROVER
+            return self._valid(Credential(name, consent.passphrase))
+        return False
+
+    @rule(index=st.integers(0, len(GUARDED_TYPES) - 1))
+    def forge_an_event_through_the_api(self, index: int) -> None:
+        """wb.log.append of an event that carries authority or state is refused."""
+        type_ = GUARDED_TYPES[index]
+        with pytest.raises(GuardedEventError):
+            self.wb.log.append(type_, {}, actor="mallory", proposal_id="p1")
+
+    @rule(through=st.sampled_from(["the file", "the trading-state table"]))
+    def forge_a_release(self, through: str) -> None:
+        """A KillSwitchReleased without the key's MAC, chained straight into the file or written
+        through the public trading-state table: the verified state fold ignores it, so a HALT
+        stays a HALT (and the chain still verifies)."""
+        release = KillSwitchReleased(
+            state=TradingState.ACTIVE, reason="forged", by="mallory", mac="f" * 64
+        )
+        if through == "the file":
+            raw_insert(self.wb.log, "KillSwitchReleased", canonical.dumps(release))
+            return
+        with self.wb.log.transaction() as tx:
+            change_trading_state(tx, EventType.KILL_SWITCH_RELEASED, release, actor="mallory")
+
+    @rule(
+        index=st.integers(0, 99),
+        kind=st.sampled_from(["hand-built", "replayed", "forged chain", "gate-rejected"]),
+    )
+    def forge_a_permit(self, index: int, kind: str) -> None:
+        """Hand the broker a permit the two-step commit never produced: hand-built for a proposal
+        not sent (pointing at some OrderSubmitted), a real one again, one for a proposal walked
+        with a forged grant and submission, or one for a gate-rejected order with no stop while
+        possibly HALTED. The shared permit check refuses each; nothing reaches the broker."""
+        permit = self._forged_permit(index, kind)
+        if permit is None:
+            return
+        with pytest.raises(BrokerError):
+            self.wb.broker.submit(permit)
+
+    def _forged_permit(self, index: int, kind: str) -> SubmitPermit | None:
+        submitted = self.wb.log.events(types=(EventType.ORDER_SUBMITTED,))
+        if kind == "replayed":
+            if not self.sent:
+                return None
+            return permit_from_log(self.wb, self._pick(self.sent, index))
+        if kind == "hand-built":
+            unsent = [p for p in sorted(self.model) if p not in self.sent]
+            if not unsent:
+                return None
+            pid = self._pick(unsent, index)
+            seq = self._pick(submitted, index).seq if submitted else self.wb.log.head()[0] or 1
+            return hand_built(self.wb, pid, seq)
+        order = intent(self.wb, "SPY", 10_000 + self.proposed, stop=kind != "gate-rejected")
+        self.proposed += 1
+        pid = self.wb.run(order, actor="mallory").proposal_id
+        self.model[pid] = Expected(approvable=False)  # never legitimately approvable again
+        return forge_chain(self.wb, pid) if kind == "forged chain" else hand_built(self.wb, pid, 1)
 
     @rule()
     def restart(self) -> None:
@@ -242,6 +397,42 @@ class TwoStepCommit(RuleBasedStateMachine):
     def trading_state_matches(self) -> None:
         state = self.wb.trading_state()
         assert state is (TradingState.HALTED if self.halted else TradingState.ACTIVE)
+
+
+def permit_from_log(wb: Workbench, pid: str) -> SubmitPermit:
+    """The permit a past submission carried, rebuilt from the log (a replay)."""
+    record = records.load(wb.log, pid)
+    assert record.submission is not None
+    return SubmitPermit(
+        proposal_id=pid, intent=record.intent, intent_hash=record.intent_hash,
+        submitted_seq=record.submission.seq, order_ref=record.submission.data.order_ref,
+        protective_stop=record.intent.protective_stop,
+    )  # fmt: skip
+
+
+def hand_built(wb: Workbench, pid: str, seq: int) -> SubmitPermit:
+    """A well-formed permit for ``pid`` pointing at event ``seq``, made by hand."""
+    record = records.load(wb.log, pid)
+    return SubmitPermit(
+        proposal_id=pid, intent=record.intent, intent_hash=record.intent_hash,
+        submitted_seq=seq, order_ref=f"wb:{pid}", protective_stop=record.intent.protective_stop,
+    )  # fmt: skip
+
+
+def forge_chain(wb: Workbench, pid: str) -> SubmitPermit | None:
+    """Walk ``pid`` through the public transition table with a grant and a submission made
+    without the key or a token (when the table allows it), and a permit for it."""
+    order = records.load(wb.log, pid).intent
+    try:
+        with wb.log.transaction() as tx:
+            advance(tx, pid, EventType.APPROVAL_GRANTED, fake_grant(order), actor="mallory")
+            event = advance(
+                tx, pid, EventType.ORDER_SUBMITTED, fake_submission(order, f"wb:{pid}"),
+                actor="mallory",
+            )  # fmt: skip
+    except IllegalTransitionError:
+        return hand_built(wb, pid, 1)
+    return hand_built(wb, pid, event.seq)
 
 
 TwoStepCommit.TestCase.settings = settings(
@@ -276,7 +467,7 @@ def _approved(home: Path, clock: FixedClock) -> tuple[str, str]:
     with open_wb(home, clock) as wb:
         add_approver(wb)
         outcome = wb.run(intent(wb), actor="quant")
-        grant = wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE)
+        grant = wb.approve(outcome.proposal_id, CREDENTIAL)
         return outcome.proposal_id, grant.token
 
 

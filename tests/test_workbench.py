@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 from wbkit import (
     APPROVER,
-    PASSPHRASE,
+    CREDENTIAL,
     POLICIES,
+    add_approver,
     counter_ids,
     intent,
     open_wb,
@@ -19,6 +21,7 @@ from wbkit import (
 
 from workbench import trading_state
 from workbench.audit import EventType
+from workbench.authority import Credential
 from workbench.brokers.base import OrderStatus
 from workbench.clock import FixedClock
 from workbench.errors import ApprovalError, TradingHaltedError
@@ -36,7 +39,7 @@ def approved(
     """Run an intent to APPROVAL_REQUESTED and approve it: (proposal id, token)."""
     outcome = wb.run(intent(wb, symbol, qty, side, stop=side is Side.BUY), actor="test")
     assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
-    grant = wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE)
+    grant = wb.approve(outcome.proposal_id, CREDENTIAL)
     return outcome.proposal_id, grant.token
 
 
@@ -51,7 +54,10 @@ def trip_breaker(wb: Workbench) -> None:
         update={"net_liquidation": now.net_liquidation * D("1.1"),
                 "timestamp": now.timestamp - timedelta(hours=1)}
     )  # fmt: skip
-    trading_state.record_portfolio_snapshot(wb.log, richer, wb.params.circuit_breaker)
+    assert wb.authority is not None
+    trading_state.record_portfolio_snapshot(
+        wb.log, richer, wb.params.circuit_breaker, key=wb.authority.key
+    )
 
 
 # -- the happy path --------------------------------------------------------------------------
@@ -69,7 +75,7 @@ def test_happy_path_from_proposal_to_fill_on_the_paper_broker(wb: Workbench) -> 
     assert wb.state(pid) is OrderState.RISK_APPROVED
     wb.request_approval(pid)
     assert wb.state(pid) is OrderState.APPROVAL_REQUESTED
-    grant = wb.approve(pid, APPROVER, PASSPHRASE)
+    grant = wb.approve(pid, CREDENTIAL)
     assert wb.state(pid) is OrderState.APPROVAL_GRANTED and grant.approvers == (APPROVER,)
     assert wb.submit(pid, grant.token) is OrderState.FILLED
     parent = next(o for o in wb.broker.orders() if o.proposal_id == pid)
@@ -123,9 +129,9 @@ def test_submit_while_halted_then_no_order_reaches_broker_and_token_survives(
     assert wb.state(pid) is OrderState.APPROVAL_GRANTED
     assert "OrderSubmitted" not in types(wb, pid)
     with pytest.raises(ApprovalError):
-        wb.resume("looked into it", approver=APPROVER, passphrase="wrong passphrase!")
+        wb.resume("looked into it", Credential(APPROVER, "wrong passphrase!"))
     assert wb.trading_state() is TradingState.HALTED
-    wb.resume("looked into it", approver=APPROVER, passphrase=PASSPHRASE)
+    wb.resume("looked into it", CREDENTIAL)
     assert wb.submit(pid, token) is OrderState.FILLED
     assert parent_orders(wb) == [pid]
 
@@ -155,9 +161,9 @@ def test_review_decision_needs_an_override_reason(wb: Workbench) -> None:
     assert outcome.decision is not None and outcome.decision.decision is Decision.REVIEW
     pid = outcome.proposal_id
     with pytest.raises(ApprovalError, match="override reason"):
-        wb.approve(pid, APPROVER, PASSPHRASE)
+        wb.approve(pid, CREDENTIAL)
     assert wb.state(pid) is OrderState.APPROVAL_REQUESTED
-    grant = wb.approve(pid, APPROVER, PASSPHRASE, override_reason="provenance checked by hand")
+    grant = wb.approve(pid, CREDENTIAL, override_reason="provenance checked by hand")
     granted = wb.log.events(proposal_id=pid, types=(EventType.APPROVAL_GRANTED,))[0]
     assert granted.payload["override_reason"] == "provenance checked by hand"
     assert wb.submit(pid, grant.token) is OrderState.FILLED
@@ -168,7 +174,7 @@ def test_a_gate_reject_is_never_approvable(wb: Workbench) -> None:
     outcome = wb.run(intent(wb, stop=False), actor="quant")
     assert outcome.state is OrderState.RISK_REJECTED
     with pytest.raises(ApprovalError):
-        wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE, override_reason="I insist")
+        wb.approve(outcome.proposal_id, CREDENTIAL, override_reason="I insist")
     assert "ApprovalGranted" not in types(wb, outcome.proposal_id)
 
 
@@ -272,7 +278,7 @@ def test_cancel_is_allowed_while_halted(wb: Workbench) -> None:
         update={"limit_price": (quote.bid * D("0.98")).quantize(D("0.01"))}
     )
     outcome = wb.run(resting, actor="test")
-    grant = wb.approve(outcome.proposal_id, APPROVER, PASSPHRASE)
+    grant = wb.approve(outcome.proposal_id, CREDENTIAL)
     assert wb.submit(outcome.proposal_id, grant.token) is OrderState.CONFIRMED  # resting
     pending, _ = approved(wb, "QQQ", 5)
     wb.halt("stop everything", by="ops")
@@ -347,3 +353,59 @@ def test_facade_opened_on_one_thread_works_from_a_callback_thread(wb: Workbench)
     worker.join(timeout=60)
     assert "error" not in found, found.get("error")
     assert found["ids"] == [pid] and found["what_if"] is not None
+
+
+# -- authority -------------------------------------------------------------------------------
+
+
+def test_someone_never_enrolled_cannot_approve_reject_or_resume(wb: Workbench) -> None:
+    """mallory, who enrolled herself nowhere, is refused at every authority-raising call."""
+    mallory = Credential("mallory", "mallory's passphrase")
+    outcome = wb.run(intent(wb), actor="quant")
+    wb.halt("drill", by="ops")
+    for call in (
+        lambda: wb.approve(outcome.proposal_id, mallory),
+        lambda: wb.reject(outcome.proposal_id, mallory, "no"),
+        lambda: wb.resume("let me", mallory),
+    ):
+        with pytest.raises(ApprovalError, match="wrong approver name or passphrase"):
+            call()
+    assert wb.state(outcome.proposal_id) is OrderState.APPROVAL_REQUESTED
+    assert wb.trading_state() is TradingState.HALTED and parent_orders(wb) == []
+
+
+def test_a_proposer_only_handle_reads_and_proposes_but_holds_no_authority(
+    home: Path, clock: FixedClock
+) -> None:
+    """The read-and-propose handle (the MCP server's) never reads the approval key, the
+    approvers or the spent tokens; it proposes, and every authority-raising call refuses."""
+    with open_wb(home, clock) as full:
+        add_approver(full)
+        pid, token = approved(full)
+    (home / "approval.key").chmod(0o000)  # a handle that opened it would fail on it
+
+    def deny_secrets(action: int, table: str | None, *_: object) -> int:
+        return sqlite3.SQLITE_DENY if table in ("approvers", "token_uses") else sqlite3.SQLITE_OK
+
+    wb = Workbench.open(
+        home, "paper", policy_dir=POLICIES, clock=clock, ids=counter_ids("m"), proposer_only=True
+    )
+    try:
+        wb.log.conn.set_authorizer(deny_secrets)
+        with pytest.raises(sqlite3.DatabaseError, match="prohibited"):
+            wb.log.conn.execute("SELECT name FROM approvers")  # the guard is real
+        outcome = wb.run(intent(wb, "QQQ", 3), actor="mcp")
+        assert outcome.state is OrderState.APPROVAL_REQUESTED
+        assert wb.authority is None and wb.approvals is None
+        assert wb.status()["trading_state_verified"] is False
+        for call in (
+            lambda: wb.approve(outcome.proposal_id, CREDENTIAL),
+            lambda: wb.submit(pid, token),
+            lambda: wb.resume("x", CREDENTIAL),
+        ):
+            with pytest.raises(ApprovalError, match="read-and-propose only"):
+                call()
+        assert parent_orders(wb) == []
+    finally:
+        wb.close()
+        (home / "approval.key").chmod(0o600)

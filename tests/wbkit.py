@@ -11,6 +11,7 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from workbench.authority import Credential
 from workbench.brokers.base import OrderRole
 from workbench.clock import FixedClock
 from workbench.models import OrderIntent, OrderType, ProtectiveStop, Side, Source
@@ -19,6 +20,7 @@ from workbench.workbench import Workbench
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
 APPROVER, PASSPHRASE = "alice", "correct horse battery"
+CREDENTIAL = Credential(APPROVER, PASSPHRASE)
 CENT = Decimal("0.01")
 
 
@@ -36,8 +38,14 @@ def open_wb(
 
 
 def add_approver(wb: Workbench, name: str = APPROVER, passphrase: str = PASSPHRASE) -> None:
-    """Register an approver (scrypt-hashed) on the workbench's home."""
-    wb.approvals.add_approver(name, passphrase, added_by="test")
+    """Enrol an approver on the workbench's home: the first bootstraps it, later ones are
+    enrolled by ``APPROVER`` (who must be the first)."""
+    assert wb.authority is not None
+    new = Credential(name, passphrase)
+    if not wb.authority.approvers():
+        wb.authority.bootstrap(new)
+    else:
+        wb.authority.enrol(new, by=CREDENTIAL)
 
 
 def intent(

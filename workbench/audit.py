@@ -8,6 +8,7 @@ land together or neither does.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import sqlite3
@@ -16,58 +17,31 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pandas as pd
 import sqlite_utils
 from pydantic import BaseModel
 
-from workbench import canonical, db
+from workbench import canonical, db, events
 from workbench.clock import Clock, SystemClock
-from workbench.errors import AuditError, ChainBrokenError
+from workbench.errors import AuditError, ChainBrokenError, GuardedEventError
+from workbench.events import EventType
+from workbench.models import Frozen
+
+__all__ = ["GENESIS_HASH", "AuditLog", "Event", "EventType", "Transaction", "VerifyResult"]
 
 GENESIS_HASH = "0" * 64
 COLUMNS = ("seq", "ts", "type", "proposal_id", "correlation_id", "actor", "payload")
 
 
-class EventType(StrEnum):
-    """Every kind of event the log records."""
-
-    PORTFOLIO_SNAPSHOT_TAKEN = "PortfolioSnapshotTaken"
-    MARKET_SNAPSHOT_TAKEN = "MarketSnapshotTaken"
-    ORDER_PROPOSED = "OrderProposed"
-    ORDER_SIMULATED = "OrderSimulated"
-    RISK_GATE_EVALUATED = "RiskGateEvaluated"
-    APPROVAL_REQUESTED = "ApprovalRequested"
-    APPROVAL_GRANTED = "ApprovalGranted"
-    APPROVAL_DENIED = "ApprovalDenied"
-    APPROVAL_EXPIRED = "ApprovalExpired"
-    ORDER_SUBMITTED = "OrderSubmitted"
-    ORDER_PENDING_CONFIRMATION = "OrderPendingConfirmation"
-    ORDER_CONFIRMED = "OrderConfirmed"
-    ORDER_PARTIALLY_FILLED = "OrderPartiallyFilled"
-    ORDER_FILLED = "OrderFilled"
-    ORDER_CANCELLED = "OrderCancelled"
-    ORDER_REJECTED = "OrderRejected"
-    ORDER_WITHDRAWN = "OrderWithdrawn"
-    KILL_SWITCH_ACTIVATED = "KillSwitchActivated"
-    KILL_SWITCH_RELEASED = "KillSwitchReleased"
-    CIRCUIT_BREAKER_TRIPPED = "CircuitBreakerTripped"
-    RECONCILIATION_RUN = "ReconciliationRun"
-    TOOL_CALLED = "ToolCalled"
-    APPROVER_ADDED = "ApproverAdded"
-    BROKER_ORDER_UPDATED = "BrokerOrderUpdated"
-    PAPER_ACCOUNT_OPENED = "PaperAccountOpened"
-    DAILY_RUN_STARTED = "DailyRunStarted"
-    DAILY_RUN_FINISHED = "DailyRunFinished"
-    APPROVAL_CREDENTIAL_REFUSED = "ApprovalCredentialRefused"
+P = TypeVar("P", bound=Frozen)
 
 
 class Event(NamedTuple):
-    """One row of the log. ``payload`` parses ``payload_json`` on each access: keep the result."""
+    """One row of the log. ``data`` parses ``payload_json`` into the payload model of its type on
+    each access (keep the result); ``payload`` is the plain JSON, for display only."""
 
     seq: int
     ts: str
@@ -81,8 +55,21 @@ class Event(NamedTuple):
 
     @property
     def payload(self) -> dict[str, Any]:
+        """The payload as plain JSON, for display (code reads :attr:`data`)."""
         parsed: dict[str, Any] = json.loads(self.payload_json)
         return parsed
+
+    @property
+    def data(self) -> Frozen:
+        """The payload parsed and validated into the model of this event's type."""
+        return events.parse(self.type, self.payload_json, seq=self.seq)
+
+    def data_as(self, model: builtins.type[P]) -> P:
+        """:attr:`data` as ``model``; an AuditError if this event's type holds another model."""
+        data = self.data
+        if not isinstance(data, model):
+            raise AuditError(f"event {self.seq} is {self.type}, not a {model.__name__}")
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +113,7 @@ _SELECT_CHAIN = (
 
 
 def _quote(value: str | None) -> str:
-    return "null" if value is None else encode_basestring_ascii(value)
+    return "null" if value is None else canonical.quote(value)
 
 
 def event_text(
@@ -163,6 +150,9 @@ class Transaction:
         self.log = log
         self._head: tuple[int, str] | None = None
         self.appended: list[Event] = []
+        # Values derived from events read or written in this transaction (it holds the write
+        # lock, so nobody else appends meanwhile); dropped with it.
+        self.derived: dict[tuple[str, str], object] = {}
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -188,12 +178,36 @@ class Transaction:
         proposal_id: str | None = None,
         correlation_id: str | None = None,
     ) -> Event:
-        """Chain one event onto the log inside this transaction, stamped by the log's clock."""
+        """Chain one event that carries no authority or state (the generic write path).
+
+        The payload is the model of ``type_`` or a mapping validated into it. Event types in
+        ``events.GUARDED`` (grants, submissions, fills, trading state, enrolment, NAV) are refused
+        here: they are written only through their transition table in ``workbench.lifecycle``.
+        """
+        if not isinstance(type_, EventType):
+            raise AuditError(f"unknown event type {type_!r}")
+        path = events.GUARDED.get(type_)
+        if path is not None:
+            raise GuardedEventError(type_.value, path.value)
+        return self._chain(type_, events.coerce(type_, payload), actor, proposal_id, correlation_id)
+
+    def _chain(
+        self,
+        type_: EventType,
+        payload: Frozen,
+        actor: str,
+        proposal_id: str | None,
+        correlation_id: str | None,
+    ) -> Event:
+        """The one writer of the events table, stamped by the log's clock. Only ``append`` above
+        and the transition tables in ``workbench.lifecycle`` call it (a test pins that)."""
         if not isinstance(type_, EventType):
             raise AuditError(f"unknown event type {type_!r}")
         if not actor:
             raise AuditError("every event needs an actor")
-        payload_json = canonical.dumps(payload if payload is not None else {})
+        if type(payload) is not events.PAYLOADS[type_]:
+            raise AuditError(f"{type_.value} needs a {events.PAYLOADS[type_].__name__} payload")
+        payload_json = canonical.dumps(payload)
         stamp = canonical.utc_iso(self.log.clock.now())
         kind = type_.value
         seq, prev = self.head()
@@ -202,17 +216,7 @@ class Transaction:
         digest = chain_hash(prev, text)
         self.conn.execute(
             _INSERT,
-            (
-                seq,
-                stamp,
-                kind,
-                proposal_id,
-                correlation_id,
-                actor,
-                payload_json,
-                prev,
-                digest,
-            ),
+            (seq, stamp, kind, proposal_id, correlation_id, actor, payload_json, prev, digest),
         )
         self._head = (seq, digest)
         event = Event(
@@ -316,7 +320,7 @@ class AuditLog:
         proposal_id: str | None = None,
         correlation_id: str | None = None,
     ) -> Event:
-        """Append one event in its own transaction (or the caller's, if one is open)."""
+        """:meth:`Transaction.append` in its own transaction (or the caller's, if one is open)."""
         with self.transaction() as tx:
             return tx.append(
                 type_, payload, actor=actor, proposal_id=proposal_id, correlation_id=correlation_id

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Context, Decimal
 from enum import Enum
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from pydantic import BaseModel
@@ -59,16 +58,19 @@ def _default(value: Any) -> Any:
     raise CanonicalizationError(f"cannot write {type(value).__name__} as canonical JSON")
 
 
-# The C encoder built once (json.dumps builds one per call): sorted keys, compact, ASCII, no NaN.
-if c_make_encoder is None:  # pragma: no cover - CPython always has the C accelerator
-    raise ImportError("canonical JSON needs CPython's json C accelerator (_json)")
-_C_ENCODER = c_make_encoder(
-    None, _default, encode_basestring_ascii, None, ":", ",", True, False, False
+# One stdlib encoder, built once: sorted keys, compact separators, ASCII only, no NaN. Through its
+# public ``encode`` CPython uses its C accelerator, so the text is the same as before, byte for byte
+# (tests/test_canonical.py pins it).
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=True,
+    allow_nan=False,
+    sort_keys=True,
+    separators=(",", ":"),
+    default=_default,
 )
-
-
-def _encode(value: Any) -> str:
-    return "".join(_C_ENCODER(value, 0))
+_encode = _ENCODER.encode
+# A JSON string literal of ``text`` (what ``dumps`` writes for a str, without the error mapping).
+quote = _ENCODER.encode
 
 
 def to_plain(value: Any) -> Any:

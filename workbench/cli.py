@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
-from workbench import __version__, cli_format, fmt, trading_state
+from workbench import __version__, cli_format, fmt, privacy, trading_state
 from workbench.audit import AuditLog
+from workbench.authority import Authority, Credential
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import HOME_ENV, POLICY_ENV, db_path, resolve_home, resolve_policy_dir
 from workbench.models import TradingState
@@ -50,6 +51,19 @@ def _secret(prompt: str, from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     return getpass.getpass(prompt)
+
+
+def _credential(name: str, from_stdin: bool, prompt: str | None = None) -> Credential:
+    """A credential as typed (the library verifies it; the CLI only collects it)."""
+    return Credential(name, _secret(prompt or f"Passphrase for {name}: ", from_stdin))
+
+
+def _new_passphrase(name: str, from_stdin: bool) -> Credential:
+    """A new passphrase for ``name``: typed twice at a prompt, or one line of stdin."""
+    passphrase = _secret(f"New passphrase for {name}: ", from_stdin)
+    if not from_stdin and getpass.getpass("Repeat the passphrase: ") != passphrase:
+        raise ValueError("the two passphrases differ")
+    return Credential(name, passphrase)
 
 
 def _os_user() -> str:
@@ -133,9 +147,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """Return trading to ACTIVE: a registered approver, with their passphrase, and a reason."""
     from workbench.workbench import Workbench
 
-    passphrase = _secret(f"Passphrase for {args.approver}: ", args.passphrase_stdin)
+    credential = _credential(args.approver, args.passphrase_stdin)
     with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
-        wb.resume(args.reason, approver=args.approver, passphrase=passphrase)
+        wb.resume(args.reason, credential)
         state = wb.trading_state()
     print(f"trading state: {state.value} by {args.approver}: {args.reason}")
     return EXIT_OK
@@ -146,17 +160,47 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 @_fails_cleanly
 def cmd_approver_add(args: argparse.Namespace) -> int:
-    """Register an approver (passphrase from a prompt, or from stdin with --passphrase-stdin)."""
-    from workbench.approval import Approvals
-    from workbench.clock import SystemClock
-
-    passphrase = _secret("New approver passphrase: ", args.passphrase_stdin)
-    if not args.passphrase_stdin and getpass.getpass("Repeat the passphrase: ") != passphrase:
-        raise ValueError("the two passphrases differ")
-    with _open_log(args) as log:
-        approvals = Approvals(log, resolve_home(args.home), SystemClock())
-        approvals.add_approver(args.name, passphrase, added_by=_os_user(), replace=args.replace)
+    """Enrol an approver: the first of an empty home bootstraps it; every later one, and every
+    --replace, needs a current approver's passphrase (--by), or for --replace the old one."""
+    if len(args.by) > (2 if args.replace else 1):
+        raise ValueError("--by names one current approver (two for --replace)")
+    new = _new_passphrase(args.name, args.passphrase_stdin)
+    consent = [_credential(name, args.passphrase_stdin) for name in args.by]
+    with Authority.open(resolve_home(args.home)) as authority:
+        if args.replace:
+            old = consent or [_credential(args.name, args.passphrase_stdin, "Current passphrase: ")]
+            authority.replace(new, by=old)
+        elif consent:
+            authority.enrol(new, by=consent[0])
+        else:
+            authority.bootstrap(new)
     print(f"approver {args.name} {'replaced' if args.replace else 'added'}")
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_approver_remove(args: argparse.Namespace) -> int:
+    """Remove an approver with a current approver's passphrase (never the last one)."""
+    consent = _credential(args.by, args.passphrase_stdin)
+    with Authority.open(resolve_home(args.home)) as authority:
+        authority.remove(args.name, by=consent)
+    print(f"approver {args.name} removed")
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_approver_list(args: argparse.Namespace) -> int:
+    """List the approvers: who enrolled whom and when, and whether each record verifies."""
+    with Authority.open(resolve_home(args.home)) as authority:
+        roster = authority.roster()
+    if not roster:
+        print("no approvers: the first `workbench approver add NAME` bootstraps this home")
+    for a in roster:
+        by = "bootstrap (first approver)" if a.bootstrap else "by " + ", ".join(a.enrolled_by)
+        if a.replaced_at is not None:
+            by += f"; passphrase replaced {a.replaced_at} by {', '.join(a.replaced_by)}"
+        mark = "" if a.verified else "  RECORD DOES NOT VERIFY: not usable"
+        print(f"{a.name:<32} enrolled {a.enrolled_at} {by}{mark}")
     return EXIT_OK
 
 
@@ -187,18 +231,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
     with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
         # The order as the approver must see it, before anything is asked of them.
         print(to_text(ticket_for(wb, args.proposal_id), cli_format.terminal_width()), flush=True)
-        passphrase = _secret(f"Passphrase for {args.approver}: ", args.passphrase_stdin)
+        credential = _credential(args.approver, args.passphrase_stdin)
         second = None
         if args.second_approver:
-            second = _secret(f"Passphrase for {args.second_approver}: ", args.passphrase_stdin)
-        grant = wb.approve(
-            args.proposal_id,
-            args.approver,
-            passphrase,
-            override_reason=args.reason,
-            second_approver=args.second_approver,
-            second_passphrase=second,
-        )
+            second = _credential(args.second_approver, args.passphrase_stdin)
+        grant = wb.approve(args.proposal_id, credential, override_reason=args.reason, second=second)
     print(f"approved {grant.proposal_id} by {', '.join(grant.approvers)}")
     print(f"token (shown once, expires {fmt.ny(grant.expires_at)}):")
     print(grant.token)
@@ -210,9 +247,9 @@ def cmd_reject(args: argparse.Namespace) -> int:
     """Reject a proposal with your passphrase and a reason."""
     from workbench.workbench import Workbench
 
-    passphrase = _secret(f"Passphrase for {args.approver}: ", args.passphrase_stdin)
+    credential = _credential(args.approver, args.passphrase_stdin)
     with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
-        wb.reject(args.proposal_id, args.approver, passphrase, args.reason)
+        wb.reject(args.proposal_id, credential, args.reason)
     print(f"rejected {args.proposal_id}")
     return EXIT_OK
 
@@ -256,6 +293,54 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     for pid in stuck:
         print(f"  {pid}")
     return EXIT_REFUSED
+
+
+# -- the home's health --------------------------------------------------------------------------
+
+
+@_fails_cleanly
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the home: private modes, the audit chain, that every event validates, approver
+    records, and releases of the kill switch that do not verify."""
+    home = resolve_home(args.home)
+    if not home.is_dir():
+        raise ConfigError(f"no workbench home at {home}")
+    for change in privacy.fix(home) if args.fix_permissions else []:
+        print(f"fixed: {change}")
+    problems = [f"not private: {p}" for p in privacy.problems(home)]
+    with Authority.open(home) as authority:
+        chain = authority.log.verify()
+        if not chain.ok:
+            problems.append(f"audit chain broken at seq {chain.first_bad_seq}: {chain.reason}")
+        problems += _unreadable_events(authority.log)
+        problems += [
+            f"approver {a.name}: record does not verify"
+            for a in authority.roster()
+            if not a.verified
+        ]
+        state = trading_state.read_state(authority.log, authority.key)
+        problems += [f"release at seq {seq} does not verify: ignored" for seq in state.refused]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        modes = any(p.startswith("not private") for p in problems)
+        hint = " (modes: workbench doctor --fix-permissions)" if modes else ""
+        print(f"doctor: {len(problems)} problem(s){hint}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"doctor: {home} is private, its chain holds ({chain.checked} events), records verify")
+    return EXIT_OK
+
+
+def _unreadable_events(log: AuditLog, shown: int = 5) -> list[str]:
+    """The events whose payload does not validate as its type's model (the first few)."""
+    found = []
+    for event in log.events():
+        try:
+            event.data  # noqa: B018  (parsing is the check)
+        except WorkbenchError as exc:
+            found.append(str(exc))
+    more = [f"... and {len(found) - shown} more unreadable events"] if len(found) > shown else []
+    return found[:shown] + more
 
 
 # -- the daily cycle -----------------------------------------------------------------------------
@@ -408,20 +493,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     approver = sub.add_parser("approver", help="Manage the people who approve orders.")
     approver_sub = approver.add_subparsers(dest="approver_command", required=True, metavar="ACTION")
+    stdin_help = "passphrases from stdin, one line each (the new one first, then each --by)"
     add = _add(approver_sub, "add", cmd_approver_add, home)
     add.add_argument("name", help="approver name: lowercase letters, digits, _ . - (2-32 chars)")
     add.add_argument(
-        "--passphrase-stdin", action="store_true", help="passphrase from one stdin line"
+        "--by",
+        action="append",
+        default=[],
+        metavar="APPROVER",
+        help="a current approver who consents (for --replace: two others, or omit to give the"
+        " old passphrase)",
     )
+    add.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
     add.add_argument(
         "--replace", action="store_true", help="rotate an existing approver's passphrase"
     )
+    remove = _add(approver_sub, "remove", cmd_approver_remove, home)
+    remove.add_argument("name", help="the approver to remove")
+    remove.add_argument("--by", required=True, metavar="APPROVER", help="a current approver")
+    remove.add_argument("--passphrase-stdin", action="store_true", help="passphrase from stdin")
+    _add(approver_sub, "list", cmd_approver_list, home)
+    doctor = _add(sub, "doctor", cmd_doctor, home)
+    doctor.add_argument(
+        "--fix-permissions", action="store_true", help="narrow the home to 0700, files to 0600"
+    )
     return parser
+
+
+def _warn_if_readable(args: argparse.Namespace) -> None:
+    """Every command says so when other local users can read the home (doctor reports it)."""
+    if args.handler is cmd_doctor or not hasattr(args, "home"):  # doctor reports; no home used
+        return
+    for problem in privacy.problems(resolve_home(args.home)):
+        print(f"warning: {problem}: other local users can read it (approve and submit are"
+              f" refused until `workbench doctor --fix-permissions`)", file=sys.stderr)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    _warn_if_readable(args)
     return handler(args)
 
 

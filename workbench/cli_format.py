@@ -36,7 +36,7 @@ def proposals_text(frame: pd.DataFrame, currency: str, *, width: int = WIDTH) ->
         (
             str(r.proposal_id),
             _when(r.proposed_at),
-            f"{r.side} {fmt.quantity(r.quantity)} {r.symbol}",
+            f"{r.side} {fmt.quantity(r.quantity)} {r.symbol}" if r.symbol else fmt.DASH,
             fmt.amount(r.notional) if r.notional is not None and pd.notna(r.notional) else "—",
             str(r.decision or "—"),
             str(r.state),
@@ -48,6 +48,9 @@ def proposals_text(frame: pd.DataFrame, currency: str, *, width: int = WIDTH) ->
     minor = 0
     for line, r in zip(lines[1:], frame.itertuples(), strict=True):
         out += fmt.wrap(line, width)
+        if r.symbol is None:  # UNREADABLE: its events do not validate, say why
+            out += fmt.wrap(str(r.violations), width, "    ")
+            continue
         for rule, severity, message in fmt.findings(str(r.violations or "")):
             if severity == "MINOR":
                 minor += 1

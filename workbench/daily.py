@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from workbench import fmt, sessions, trading_state
+from workbench import fmt, privacy, sessions
 from workbench.bridge import SizingRules
 from workbench.clock import Clock, FixedClock, SystemClock
 from workbench.errors import ConfigError, WorkbenchError
@@ -199,7 +199,7 @@ def run_cycle(
     proposals = wb.proposals()
     today = proposals[proposals["correlation_id"] == correlation_id].reset_index(drop=True)
     waiting = {OrderState.APPROVAL_REQUESTED.value}
-    change = trading_state.read_state(wb.log)
+    change = wb.state_change()
     chain = wb.log.verify()
     return CycleReport(
         as_of=as_of,
@@ -310,7 +310,8 @@ def run_notebook(
     import papermill as pm
 
     out_dir = home / as_of.isoformat()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    privacy.make_home(home)  # a home made here is private (0700) like any other
+    out_dir.mkdir(exist_ok=True)
     output = out_dir / NOTEBOOK_NAME
     params = {
         "as_of": as_of.isoformat(),

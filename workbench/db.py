@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from workbench import privacy
 from workbench.errors import AuditError
 
 BUSY_TIMEOUT_MS = 30_000
@@ -22,9 +23,12 @@ Migration = tuple[str, Sequence[str]]
 
 
 def connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
-    """Open ``path`` in autocommit mode (transactions are explicit), WAL, synchronous=FULL."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open ``path`` in autocommit mode (transactions are explicit), WAL, synchronous=FULL.
+
+    A new database is created 0600 in a 0700 folder whatever the umask (SQLite gives its -wal
+    and -shm files the database's mode)."""
     try:
+        privacy.create_file(path)
         conn = sqlite3.connect(
             path,
             isolation_level=None,
@@ -35,7 +39,7 @@ def connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, OSError) as exc:
         raise AuditError(f"cannot open the workbench database {path}: {exc}") from exc
     return conn
 

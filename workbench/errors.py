@@ -27,6 +27,18 @@ class AuditError(WorkbenchError, RuntimeError):
     """The audit log could not be written or read."""
 
 
+class GuardedEventError(AuditError):
+    """An event that carries authority or state was offered to the generic ``append``."""
+
+    def __init__(self, event_type: str, write_path: str) -> None:
+        super().__init__(
+            f"{event_type} carries authority or state: the generic append refuses it; it is"
+            f" written only through {write_path}"
+        )
+        self.event_type = event_type
+        self.write_path = write_path
+
+
 class ChainBrokenError(AuditError):
     """The hash chain does not verify; ``seq`` is the first bad event."""
 

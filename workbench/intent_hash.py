@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from json.encoder import encode_basestring_ascii as _quote
 
 from pydantic import BaseModel
 
+from workbench.canonical import quote as _quote
 from workbench.fastpath import per_object
 from workbench.models import Instrument, IntentConstraints, OrderIntent, ProtectiveStop
 

@@ -26,7 +26,7 @@ from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
 from workbench.ticket_source import ticket_for
 from workbench.ticket_view import execution_html, to_html, to_text
-from workbench.workbench import Workbench
+from workbench.workbench import Credential, Workbench
 
 PENDING = (OrderState.APPROVAL_REQUESTED,)
 SUBMITTABLE = (OrderState.APPROVAL_GRANTED,)
@@ -236,16 +236,17 @@ class ApprovalPanel:
 
     # -- actions: each one facade call, then a plain-text message ----------------------------
 
+    def _credential(self) -> Credential:
+        """What the person typed; the library verifies it (this panel only collects it)."""
+        return Credential(self.approver.value.strip(), self.passphrase.value)
+
     def approve(self) -> None:
         pid = self._shown
         if not pid:
             return self._say("Choose a proposal first.", ok=False)
         try:
             grant = self.wb.approve(
-                pid,
-                self.approver.value,
-                self.passphrase.value,
-                override_reason=self.reason.value or None,
+                pid, self._credential(), override_reason=self.reason.value or None
             )
         except WorkbenchError as exc:
             return self._say(f"Approval refused: {exc}", ok=False)
@@ -263,7 +264,7 @@ class ApprovalPanel:
         if not pid:
             return self._say("Choose a proposal first.", ok=False)
         try:
-            self.wb.reject(pid, self.approver.value, self.passphrase.value, self.reason.value)
+            self.wb.reject(pid, self._credential(), self.reason.value)
         except WorkbenchError as exc:
             return self._say(f"Reject refused: {exc}", ok=False)
         finally:

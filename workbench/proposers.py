@@ -318,8 +318,8 @@ def intent_from_json(
         raise ProposalError(f"proposal is not JSON: {exc.msg}") from None
     if not isinstance(raw, dict):
         raise ProposalError("proposal must be a JSON object")
-    if raw.get("account", account) != account:
-        raise ProposalError(f"proposal names account {raw.get('account')!r}, not {account!r}")
+    if "account" in raw and raw["account"] != account:  # absent: it gets ours below
+        raise ProposalError(f"proposal names account {raw['account']!r}, not {account!r}")
     raw = {**raw, "account": account, "source": source.value}
     try:
         return OrderIntent.model_validate(raw)

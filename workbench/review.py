@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,9 +18,13 @@ import pandas as pd
 
 from workbench.audit import AuditLog, EventType, VerifyResult
 from workbench.errors import ConfigError
+from workbench.events import BrokerUpdate, RiskGateEvaluated
 from workbench.fmt import NEW_YORK
 from workbench.home import db_path, resolve_policy_dir
+from workbench.models import PortfolioSnapshot
+from workbench.orders import ACTIVE_STATES, BrokerOrder, OrderRole
 from workbench.policy import RiskPolicy, StrategyParams, load_policy, load_strategy_params
+from workbench.risk.state import StatePayload, state_of
 
 FILL_TYPES = (
     EventType.ORDER_FILLED,
@@ -32,7 +36,6 @@ STATE_TYPES = (
     EventType.KILL_SWITCH_RELEASED,
     EventType.CIRCUIT_BREAKER_TRIPPED,
 )
-ACTIVE_ORDER = ("PreSubmitted", "Submitted", "PartiallyFilled")
 ONE_DAY = timedelta(days=1)
 FILL_COLUMNS = [
     "time",
@@ -58,8 +61,10 @@ def _day(text: str, default: date) -> date:
         raise ConfigError(f"dates must be YYYY-MM-DD, got {text!r}") from None
 
 
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _time(when: str | datetime) -> datetime:
+    """A recorded time (an event's ts, or a typed payload's datetime) in UTC."""
+    at = datetime.fromisoformat(when.replace("Z", "+00:00")) if isinstance(when, str) else when
+    return at.astimezone(UTC)
 
 
 def cost_basis(
@@ -114,13 +119,13 @@ class Review:
         peak, as the circuit breaker measures it)."""
         rows = []
         for e in self._events(EventType.PORTFOLIO_SNAPSHOT_TAKEN):
-            p = e.payload
+            p = e.data_as(PortfolioSnapshot)
             rows.append(
                 {
-                    "time": _time(str(p["timestamp"])),
-                    "account": p["account"],
-                    "currency": p["currency"],
-                    "nav": Decimal(str(p["net_liquidation"])),
+                    "time": _time(p.timestamp),
+                    "account": p.account,
+                    "currency": p.currency,
+                    "nav": p.net_liquidation,
                 }
             )
         frame = pd.DataFrame(rows, columns=["time", "account", "currency", "nav", "drawdown_1d"])
@@ -146,7 +151,8 @@ class Review:
     def decisions(self) -> pd.DataFrame:
         """Gate decisions in the range by outcome (APPROVE / REVIEW / REJECT)."""
         outcomes = Counter(
-            str(e.payload.get("decision", "—")) for e in self._events(EventType.RISK_GATE_EVALUATED)
+            e.data_as(RiskGateEvaluated).decision.value
+            for e in self._events(EventType.RISK_GATE_EVALUATED)
         )
         return pd.DataFrame(sorted(outcomes.items()), columns=["decision", "decisions"])
 
@@ -156,10 +162,10 @@ class Review:
         total = len(decisions)
         by_rule: Counter[tuple[str, str]] = Counter()
         for event in decisions:
-            payload = event.payload
-            for v in payload.get("violations", []):
-                by_rule[(v["rule_id"], v["severity"])] += 1
-            if payload.get("fault"):
+            decision = event.data_as(RiskGateEvaluated)
+            for v in decision.violations:
+                by_rule[(v.rule_id.value, v.severity.value)] += 1
+            if decision.fault:
                 by_rule[("FAULT", "BLOCKER")] += 1
         rows = [
             {"rule_id": rule, "severity": sev, "count": n, "rate": n / total if total else 0.0}
@@ -174,25 +180,25 @@ class Review:
         what the closed shares cost (blank for fills that only open)."""
         rows = []
         for event in self._events(*FILL_TYPES):
-            fill = event.payload.get("fill")
-            if not fill:
+            update = event.data_as(BrokerUpdate)
+            fill = update.fill
+            if fill is None:
                 continue
-            qty, price = Decimal(fill["quantity"]), Decimal(fill["price"])
-            fee, pnl = Decimal(fill["commission"]), Decimal(fill["realized_pnl"])
-            basis = cost_basis(fill["side"], qty, price, fee, pnl)
+            qty, price, fee, pnl = fill.quantity, fill.price, fill.commission, fill.realized_pnl
+            basis = cost_basis(fill.side.value, qty, price, fee, pnl)
             rows.append(
                 {
-                    "time": _time(str(fill["time"])),
-                    "proposal_id": fill.get("proposal_id"),
-                    "symbol": fill["instrument"]["symbol"],
-                    "side": fill["side"],
+                    "time": _time(fill.time),
+                    "proposal_id": fill.proposal_id,
+                    "symbol": fill.instrument.symbol,
+                    "side": fill.side.value,
                     "quantity": qty,
                     "price": price,
                     "commission": fee,
                     "realized_pnl": pnl,
                     "pnl_pct": pnl / basis if pnl != 0 and basis > 0 else None,
-                    "currency": fill["currency"],
-                    "broker": event.payload.get("broker", ""),
+                    "currency": fill.currency,
+                    "broker": update.broker,
                 }
             )
         return pd.DataFrame(rows, columns=FILL_COLUMNS)
@@ -200,28 +206,28 @@ class Review:
     def open_orders(self) -> pd.DataFrame:
         """Orders the broker still holds at the end of the record (working stops included),
         from the latest update of each order in the whole log."""
-        latest: dict[str, dict[str, Any]] = {}
+        latest: dict[str, BrokerOrder] = {}
         for event in self.log.events(types=(*FILL_TYPES, *_ORDER_TYPES)):
-            order = event.payload.get("order")
-            if isinstance(order, dict):
-                latest[order["order_id"]] = order
+            data = event.data
+            if isinstance(data, BrokerUpdate) and data.order is not None:
+                latest[data.order.order_id] = data.order
         rows = [
             {
-                "order_id": o["order_id"],
-                "proposal_id": o.get("proposal_id"),
-                "role": "protective stop" if o["role"] == "protective_stop" else o["role"],
-                "side": o["side"],
-                "quantity": Decimal(o["quantity"]) - Decimal(o.get("filled_quantity", "0")),
-                "symbol": o["instrument"]["symbol"],
-                "type": o["order_type"],
-                "limit": Decimal(o["limit_price"]) if o.get("limit_price") else None,
-                "stop": Decimal(o["stop_price"]) if o.get("stop_price") else None,
-                "tif": o["time_in_force"],
-                "status": o["status"],
-                "since": _time(str(o["updated_at"])),
+                "order_id": o.order_id,
+                "proposal_id": o.proposal_id,
+                "role": "protective stop" if o.role is OrderRole.PROTECTIVE_STOP else o.role.value,
+                "side": o.side.value,
+                "quantity": o.remaining,
+                "symbol": o.instrument.symbol,
+                "type": o.order_type.value,
+                "limit": o.limit_price,
+                "stop": o.stop_price,
+                "tif": o.time_in_force.value,
+                "status": o.status.value,
+                "since": _time(o.updated_at),
             }
             for o in latest.values()
-            if o["status"] in ACTIVE_ORDER
+            if o.status in ACTIVE_STATES
         ]
         columns = ["order_id", "proposal_id", "role", "side", "quantity", "symbol", "type",
                    "limit", "stop", "tif", "status", "since"]  # fmt: skip
@@ -230,23 +236,34 @@ class Review:
     # -- trading state -----------------------------------------------------------------------
 
     def trading_states(self) -> pd.DataFrame:
-        """Every trading-state change in the range: when, to what, by whom and why."""
-        rows = [
-            {
-                "time": _time(e.ts),
-                "event": e.type,
-                "state": e.payload.get("state", "HALTED"),
-                "by": e.payload.get("by", e.actor),
-                "reason": e.payload.get("reason", ""),
-            }
-            for e in self._events(*STATE_TYPES)
-        ]
+        """Every trading-state change recorded in the range: when, to what, by whom and why.
+
+        As recorded: this read-only view holds no approval key, so it cannot tell a release that
+        verifies from one that does not (``workbench status`` and ``doctor`` can)."""
+        rows = []
+        for e in self._events(*STATE_TYPES):
+            data = _state_payload(e)
+            rows.append(
+                {
+                    "time": _time(e.ts),
+                    "event": e.type,
+                    "state": state_of(data).value,
+                    "by": data.by,
+                    "reason": data.reason,
+                }
+            )
         return pd.DataFrame(rows, columns=["time", "event", "state", "by", "reason"])
 
     def state_before(self) -> str:
-        """The trading state in force when the range starts."""
+        """The trading state recorded as in force when the range starts."""
         before = self.log.events(types=STATE_TYPES, until=self.since, newest_first=True, limit=1)
-        return str(before[0].payload.get("state", "HALTED")) if before else "ACTIVE"
+        return state_of(_state_payload(before[0])).value if before else "ACTIVE"
+
+
+def _state_payload(event: Any) -> StatePayload:
+    data = event.data
+    assert isinstance(data, StatePayload)
+    return data
 
 
 _ORDER_TYPES = (

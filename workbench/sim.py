@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from workbench.errors import MarketDataError, SimulationError
 from workbench.exposures import ExposureAfter
-from workbench.fastpath import per_object, trusted
+from workbench.fastpath import per_object
 from workbench.intent_hash import intent_hash
 from workbench.models import (
     MAX_AMOUNT,
@@ -194,27 +194,26 @@ def simulate(
     gross = index.gross - abs(old_exposure) + size
     largest = _largest_other(index.top, symbol)
     size_or_largest = largest if largest > size else size  # max(size, largest)
-    values = {
-        "intent_hash": intent_hash(intent),
-        "currency": portfolio.currency,
-        "reference_price": ref,
-        "notional": notional,
-        "estimated_slippage": slip,
-        "fees": fee,
-        "cash_before": portfolio.cash,
-        "cash_after": portfolio.cash - signed * worst - fee - slip,
-        "nav_before": nav,
-        "nav_after": nav_after,
-        "position_before": before,
-        "position_after": after,
-        "exposure_by_symbol_after": ExposureAfter(index.exposure, symbol, new_exposure),
-        "weight_after": _ratio(new_exposure / nav_after, "weight"),
-        "concentration_after": _ratio(size_or_largest / nav_after, "concentration"),
-        "gross_exposure_after": gross,
-        "net_exposure_after": index.net - old_exposure + new_exposure,
-        "leverage_after": _ratio(gross / nav_after, "leverage"),
-        "margin_impact": costs.initial_margin_rate * (size - abs(before * ref)),
-        "positions_after": index.count - (before != 0) + (after != 0),
-        "opens_or_increases": abs(after) > abs(before) or before * after < 0,
-    }
-    return trusted(SimResult, values)
+    return SimResult.model_construct(  # from validated parts: no second validation
+        intent_hash=intent_hash(intent),
+        currency=portfolio.currency,
+        reference_price=ref,
+        notional=notional,
+        estimated_slippage=slip,
+        fees=fee,
+        cash_before=portfolio.cash,
+        cash_after=portfolio.cash - signed * worst - fee - slip,
+        nav_before=nav,
+        nav_after=nav_after,
+        position_before=before,
+        position_after=after,
+        exposure_by_symbol_after=ExposureAfter(index.exposure, symbol, new_exposure),
+        weight_after=_ratio(new_exposure / nav_after, "weight"),
+        concentration_after=_ratio(size_or_largest / nav_after, "concentration"),
+        gross_exposure_after=gross,
+        net_exposure_after=index.net - old_exposure + new_exposure,
+        leverage_after=_ratio(gross / nav_after, "leverage"),
+        margin_impact=costs.initial_margin_rate * (size - abs(before * ref)),
+        positions_after=index.count - (before != 0) + (after != 0),
+        opens_or_increases=abs(after) > abs(before) or before * after < 0,
+    )

@@ -1,45 +1,65 @@
 """Trading state and circuit breaker on the audit log: read, change, and build the gate's History.
 
 The state (ACTIVE | REDUCING | HALTED) exists only as audit events, folded on every read, so it
-survives restarts and cannot drift from the record:
+survives restarts and cannot drift from the record. Each change goes through the trading-state
+table in ``workbench.lifecycle`` (the generic append refuses these events):
 
-- ``KillSwitchActivated`` {state: HALTED|REDUCING, reason, by}: a person (or the breaker) tightens;
-- ``KillSwitchReleased`` {state: ACTIVE, reason, by}: a named approver resumes;
-- ``CircuitBreakerTripped`` {state: HALTED, reason, by, nav, peak, drawdown, limit}: written with
-  a ``KillSwitchActivated`` HALTED in the same transaction as the snapshot that tripped it.
+- ``KillSwitchActivated`` {state: HALTED|REDUCING, reason, by}: anyone may tighten;
+- ``KillSwitchReleased`` {state: ACTIVE, reason, by, mac}: :func:`resume`, for an approver whose
+  credential the library verified; ``mac`` is the approval key's HMAC over the fields, the
+  event's seq and the previous event's hash (so a release copied elsewhere never verifies);
+- ``CircuitBreakerTripped`` {state: HALTED, …, nav, peak, drawdown, limit}: written with a
+  ``KillSwitchActivated`` HALTED in the same transaction as the snapshot that tripped it.
 
-History contract: an ``OrderSubmitted`` event names its proposal, and that proposal's
-``OrderProposed`` payload holds the intent under ``"intent"`` (or is the intent itself). A
-submission whose intent cannot be read is an :class:`AuditError`: the gate is never handed a
-history with holes in it.
+Reading: :func:`read_state` with the home's approval key is the verified fold — a release whose
+MAC does not verify (a row inserted behind the workbench's back) is ignored, trading stays as it
+was, and the release's seq is reported in ``StateChange.refused``. Everything that authorises an
+order uses it. With ``key=None`` (a read-only handle that never loads the key) it reports the
+state as recorded, ``verified=False``.
+
+History contract: an ``OrderSubmitted`` event names its proposal, whose ``OrderProposed`` holds
+the intent. A submission whose intent cannot be read is an :class:`AuditError`: the gate is never
+handed a history with holes in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
-from pydantic import ValidationError
-
+from workbench import keys, records
 from workbench.audit import AuditLog, Event, EventType
+from workbench.authority import Authority, Credential
 from workbench.canonical import utc_iso
-from workbench.errors import AuditError, ConfigError, TradingHaltedError
-from workbench.lifecycle import WORKING_STATES, derive_state
+from workbench.errors import (
+    ApprovalError,
+    AuditError,
+    ConfigError,
+    IllegalTransitionError,
+    TradingHaltedError,
+    UnknownProposalError,
+)
+from workbench.events import CircuitBreakerTripped, KillSwitchActivated, KillSwitchReleased
+from workbench.keys import ApprovalKey
+from workbench.lifecycle import TRADING_STATE_EVENTS, WORKING_STATES, change_trading_state
+from workbench.lifecycle import record_snapshot as _record_snapshot
 from workbench.models import OrderIntent, PortfolioSnapshot, TradingState
 from workbench.policy import CircuitBreakerConfig, RiskPolicy
 from workbench.risk.history import ONE_DAY, History, NavPoint, Submission, WorkingOrder
-from workbench.risk.state import BreakerCheck, StateChange, fold, judge_breaker
+from workbench.risk.state import (
+    BreakerCheck,
+    StateChange,
+    StateEvent,
+    StatePayload,
+    fold,
+    judge_breaker,
+)
 
 BREAKER_ACTOR = "circuit-breaker"
+RELEASE_DOMAIN = "release"
 LAG = timedelta(hours=1)  # how far a snapshot's own time may trail the event that records it
-STATE_TYPES = (
-    EventType.KILL_SWITCH_ACTIVATED,
-    EventType.KILL_SWITCH_RELEASED,
-    EventType.CIRCUIT_BREAKER_TRIPPED,
-)
+STATE_TYPES = TRADING_STATE_EVENTS
 _NAV_SQL = (
     "SELECT json_extract(payload, '$.net_liquidation'), json_extract(payload, '$.timestamp')"
     " FROM events WHERE type = ? AND json_extract(payload, '$.account') = ? AND ts >= ?"
@@ -54,74 +74,110 @@ _OPEN_SQL = (
 # -- reading the state ---------------------------------------------------------------------------
 
 
-def read_state(log: AuditLog) -> StateChange:
-    """The current trading state, folded from the state events (ACTIVE when there are none)."""
-    events = log.events(types=STATE_TYPES)
-    try:
-        return fold((e.type, e.payload, e.ts, e.seq) for e in events)
-    except (KeyError, ValueError) as exc:
-        raise AuditError(f"malformed trading-state event: {exc}") from exc
+def _state_events(log: AuditLog, key: bytes | None, before: int | None) -> list[StateEvent]:
+    found = []
+    for event in log.events(types=STATE_TYPES):
+        if before is not None and event.seq >= before:
+            break
+        data = event.data
+        assert isinstance(data, StatePayload)
+        mac_ok = isinstance(data, KillSwitchReleased) and release_verifies(key, event, data)
+        found.append(StateEvent(data, event.ts, event.seq, mac_ok))
+    return found
 
 
-current = read_state
+def release_verifies(key: bytes | None, event: Event, release: KillSwitchReleased) -> bool:
+    """Whether a release's MAC is the approval key's over its fields and place in the chain."""
+    return keys.verify(key, RELEASE_DOMAIN, release.signed(event.seq, event.prev_hash), release.mac)
 
 
-def current_state(log: AuditLog) -> TradingState:
-    """Just the current :class:`TradingState`."""
-    return read_state(log).state
+def read_state(log: AuditLog, key: ApprovalKey | None, *, before: int | None = None) -> StateChange:
+    """The current trading state (ACTIVE when no state event exists), or the state just before
+    event ``before``.
+
+    With the home's ``key``, releases must verify (the fold that authorises orders); with
+    ``None``, the state as recorded, marked ``verified=False``.
+    """
+    secret = None if key is None else key.load_if_present()
+    return fold(_state_events(log, secret, before), check_releases=key is not None)
 
 
-def _last_release(log: AuditLog) -> datetime | None:
-    events = log.events(types=(EventType.KILL_SWITCH_RELEASED,), newest_first=True, limit=1)
-    return _parse_time(events[0].ts) if events else None
+def current_state(log: AuditLog, key: ApprovalKey | None) -> TradingState:
+    """Just the :class:`TradingState` of :func:`read_state`."""
+    return read_state(log, key).state
+
+
+def _last_release(log: AuditLog, key: ApprovalKey | None) -> datetime | None:
+    """When trading was last released (by a verified release, when ``key`` is given)."""
+    secret = None if key is None else key.load_if_present()
+    for event in log.events(types=(EventType.KILL_SWITCH_RELEASED,), newest_first=True):
+        release = event.data_as(KillSwitchReleased)
+        if key is None or release_verifies(secret, event, release):
+            return _parse_time(event.ts)
+    return None
 
 
 # -- changing the state --------------------------------------------------------------------------
 
 
 def _name(value: str, what: str) -> str:
-    text = value.strip()
+    text = value.strip() if isinstance(value, str) else ""
     if not text or len(text) > 200:
         raise ConfigError(f"{what} must be 1-200 characters, got {value!r}")
     return text
 
 
 def _activate(log: AuditLog, state: TradingState, reason: str, by: str) -> StateChange:
-    payload = {"state": state.value, "reason": _name(reason, "reason"), "by": _name(by, "by")}
+    payload = KillSwitchActivated(state=state, reason=_name(reason, "reason"), by=_name(by, "by"))
     with log.transaction() as tx:
-        event = tx.append(EventType.KILL_SWITCH_ACTIVATED, payload, actor=payload["by"])
-    return StateChange(state, payload["reason"], payload["by"], event.ts, event.seq)
+        event = change_trading_state(tx, EventType.KILL_SWITCH_ACTIVATED, payload, actor=payload.by)
+    return StateChange(state, payload.reason, payload.by, event.ts, event.seq)
 
 
 def halt(log: AuditLog, *, reason: str, by: str) -> StateChange:
-    """Stop all trading (cancels still allowed) until a named approver resumes."""
+    """Stop all trading (cancels still allowed) until an approver resumes. Anyone may halt."""
     return _activate(log, TradingState.HALTED, reason, by)
 
 
 def reduce(log: AuditLog, *, reason: str, by: str) -> StateChange:
-    """Allow only risk-reducing orders. Refused while HALTED: resume first, that is the release."""
+    """Allow only risk-reducing orders. Refused while HALTED: resume first, that is the release.
+    (Even if written, a REDUCING never lifts a HALT in the fold.)"""
     with log.transaction():
-        if current_state(log) is TradingState.HALTED:
-            raise TradingHaltedError("HALTED", "only a named approver's resume lifts a halt")
+        if _recorded_halted(log):
+            raise TradingHaltedError("HALTED", "only an approver's resume lifts a halt")
         return _activate(log, TradingState.REDUCING, reason, by)
 
 
-def resume(log: AuditLog, *, approver: str, reason: str) -> StateChange:
-    """Return to ACTIVE, recorded with the approver's name and reason."""
-    by = _name(approver, "approver")
-    payload = {"state": "ACTIVE", "reason": _name(reason, "reason"), "by": by}
+def _recorded_halted(log: AuditLog) -> bool:
+    return read_state(log, None).state is TradingState.HALTED
+
+
+def resume(authority: Authority, credential: Credential, *, reason: str) -> StateChange:
+    """Return to ACTIVE (also after a circuit-breaker trip): only for an approver whose
+    credential the library verifies here, recorded with their name, reason and the key's MAC."""
+    text = _name(reason, "reason")
+    name = authority.verify(credential, action="resume trading")
+    secret = authority.key.load()
+    log = authority.log
     with log.transaction() as tx:
-        event = tx.append(EventType.KILL_SWITCH_RELEASED, payload, actor=payload["by"])
-    return StateChange(TradingState.ACTIVE, payload["reason"], payload["by"], event.ts, event.seq)
+        seq, prev_hash = tx.head()
+        draft = KillSwitchReleased(state=TradingState.ACTIVE, reason=text, by=name, mac="0" * 64)
+        mac = keys.mac(secret, RELEASE_DOMAIN, draft.signed(seq + 1, prev_hash))
+        release = draft.model_copy(update={"mac": mac})
+        try:
+            event = change_trading_state(tx, EventType.KILL_SWITCH_RELEASED, release, actor=name)
+        except IllegalTransitionError as exc:
+            raise ApprovalError(f"resume refused: {exc}") from exc
+    return StateChange(TradingState.ACTIVE, text, name, event.ts, event.seq)
 
 
 def set_state(log: AuditLog, state: TradingState, *, reason: str, by: str) -> StateChange:
-    """Move to ``state`` through :func:`halt`, :func:`reduce` or :func:`resume`."""
+    """Tighten to HALTED or REDUCING (anyone may). Loosening to ACTIVE is :func:`resume`."""
     if state is TradingState.HALTED:
         return halt(log, reason=reason, by=by)
     if state is TradingState.REDUCING:
         return reduce(log, reason=reason, by=by)
-    return resume(log, approver=by, reason=reason)
+    raise ApprovalError("returning to ACTIVE needs an approver's credential: use resume")
 
 
 # -- NAV and the circuit breaker -----------------------------------------------------------------
@@ -159,15 +215,18 @@ def record_portfolio_snapshot(
     snapshot: PortfolioSnapshot,
     breaker: CircuitBreakerConfig,
     *,
+    key: ApprovalKey | None,
     actor: str = "workbench",
 ) -> SnapshotRecord:
-    """Record the snapshot's NAV; at or past the 1-day drawdown limit, trip HALTED, atomically."""
+    """Record the snapshot's NAV; at or past the 1-day drawdown limit, trip HALTED, atomically.
+
+    The breaker looks back to the last release (a verified one, when ``key`` is given)."""
     with log.transaction() as tx:
-        event = tx.append(EventType.PORTFOLIO_SNAPSHOT_TAKEN, snapshot, actor=actor)
+        event = _record_snapshot(tx, snapshot, actor=actor)
         now, nav = snapshot.timestamp, snapshot.net_liquidation
         points = nav_points(log, snapshot.account, now - ONE_DAY)
-        check = judge_breaker(breaker, points, nav, now, _last_release(log))
-        state = current_state(log)
+        check = judge_breaker(breaker, points, nav, now, _last_release(log, key))
+        state = read_state(log, key).state
         tripped = check.trips and state is not TradingState.HALTED
         if tripped:
             _trip(log, check, snapshot.account)
@@ -180,15 +239,15 @@ def _trip(log: AuditLog, check: BreakerCheck, account: str) -> None:
         f"1-day drawdown {check.drawdown:.2%} of {account} reached the limit {check.limit:.2%}"
         f" (NAV {check.nav:f}, peak {check.peak:f})"
     )
-    figures = {"account": account, "nav": check.nav, "peak": check.peak}
-    halted = {"state": "HALTED", "reason": reason, "by": BREAKER_ACTOR}
+    assert check.peak is not None and check.drawdown is not None
+    tripped = CircuitBreakerTripped(
+        state=TradingState.HALTED, reason=reason, by=BREAKER_ACTOR, account=account,
+        nav=check.nav, peak=check.peak, drawdown=check.drawdown, limit=check.limit,
+    )  # fmt: skip
+    halted = KillSwitchActivated(state=TradingState.HALTED, reason=reason[:200], by=BREAKER_ACTOR)
     with log.transaction() as tx:
-        tx.append(
-            EventType.CIRCUIT_BREAKER_TRIPPED,
-            {**halted, **figures, "drawdown": check.drawdown, "limit": check.limit},
-            actor=BREAKER_ACTOR,
-        )
-        tx.append(EventType.KILL_SWITCH_ACTIVATED, halted, actor=BREAKER_ACTOR)
+        change_trading_state(tx, EventType.CIRCUIT_BREAKER_TRIPPED, tripped, actor=BREAKER_ACTOR)
+        change_trading_state(tx, EventType.KILL_SWITCH_ACTIVATED, halted, actor=BREAKER_ACTOR)
 
 
 # -- the gate's history --------------------------------------------------------------------------
@@ -223,25 +282,26 @@ def _working_orders(log: AuditLog, account: str) -> tuple[WorkingOrder, ...]:
     params = (EventType.ORDER_SUBMITTED.value, *(t.value for t in terminal))
     working: list[WorkingOrder] = []
     for (proposal_id,) in log.conn.execute(_OPEN_SQL, params).fetchall():
-        if derive_state(log.events(proposal_id=proposal_id)) not in WORKING_STATES:
+        record = _record_of(log, proposal_id)
+        if record.state not in WORKING_STATES:
             continue
-        intent = _intent_of(log, proposal_id)
+        intent = record.intent
         if intent.account == account:
             working.append(WorkingOrder(intent.symbol, intent.side, intent.quantity, proposal_id))
     return tuple(working)
 
 
-def _intent_of(log: AuditLog, proposal_id: str | None) -> OrderIntent:
+def _record_of(log: AuditLog, proposal_id: str | None) -> records.ProposalRecord:
     if proposal_id is None:
         raise AuditError("an OrderSubmitted event without a proposal id")
-    proposed = log.events(proposal_id=proposal_id, types=(EventType.ORDER_PROPOSED,), limit=1)
-    if not proposed:
-        raise AuditError(f"proposal {proposal_id} was submitted but never proposed")
-    payload: Mapping[str, Any] = proposed[0].payload
     try:
-        return OrderIntent.model_validate(payload.get("intent", payload))
-    except ValidationError as exc:
-        raise AuditError(f"proposal {proposal_id}: unreadable intent: {exc}") from exc
+        return records.load(log, proposal_id)
+    except UnknownProposalError:
+        raise AuditError(f"proposal {proposal_id} was submitted but never proposed") from None
+
+
+def _intent_of(log: AuditLog, proposal_id: str | None) -> OrderIntent:
+    return _record_of(log, proposal_id).intent
 
 
 def _parse_time(text: str) -> datetime:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from workbench import lifecycle, trading_state
+from workbench import lifecycle, privacy, records, trading_state
 from workbench.approval import ApprovalGrant, Approvals
-from workbench.audit import AuditLog, Event, EventType
+from workbench.audit import AuditLog, EventType
+from workbench.authority import Authority, Credential
 from workbench.bridge import AccountMonitor, order_ref
 from workbench.brokers.base import Broker
 from workbench.clock import Clock, SystemClock
@@ -34,7 +35,19 @@ from workbench.errors import (
     UnknownProposalError,
     WorkbenchError,
 )
+from workbench.events import (
+    ApprovalRequested,
+    MarketSnapshotTaken,
+    OrderProposed,
+    OrderSimulated,
+    OrderWithdrawn,
+    Payload,
+    ReconciliationRun,
+    RiskGateEvaluated,
+)
 from workbench.home import db_path, resolve_home, resolve_policy_dir
+from workbench.intent_hash import intent_hash
+from workbench.keys import ApprovalKey
 from workbench.lifecycle import OrderState
 from workbench.marketdata import atr
 from workbench.models import (
@@ -56,11 +69,16 @@ from workbench.policy import (
     policy_hash,
 )
 from workbench.proposers import ProposalError
-from workbench.risk import History
+from workbench.records import ProposalRecord
+from workbench.risk import History, StateChange
 from workbench.risk import evaluate as gate_evaluate
 from workbench.sim import simulate as simulate_impact
 
 ACTOR = "workbench"
+UNREADABLE = "UNREADABLE"  # the state shown for a proposal whose events do not validate
+PROPOSER_ONLY = "this workbench was opened read-and-propose only: it holds no approval authority"
+
+__all__ = ["Credential", "Outcome", "ProposalRecord", "WhatIf", "Workbench"]
 
 
 def new_proposal_id() -> str:
@@ -111,7 +129,12 @@ class _Context:
 
 @dataclass
 class Workbench:
-    """One home, one broker, one policy: the order path and the views of it."""
+    """One home, one broker, one policy: the order path and the views of it.
+
+    Opened with ``proposer_only`` it never loads the approval key nor the approvers: it reads and
+    proposes, its ``authority`` and ``approvals`` are None, approve/reject/submit/resume refuse,
+    its broker refuses every submit and its trading state is read as recorded (unverified).
+    """
 
     home: Path
     log: AuditLog
@@ -119,7 +142,8 @@ class Workbench:
     policy: RiskPolicy
     params: StrategyParams
     clock: Clock
-    approvals: Approvals
+    authority: Authority | None
+    approvals: Approvals | None
     ids: Callable[[], str] = new_proposal_id
     _contexts: dict[str, _Context] = field(default_factory=dict, repr=False)
 
@@ -135,30 +159,31 @@ class Workbench:
         clock: Clock | None = None,
         ids: Callable[[], str] = new_proposal_id,
         bars_path: str | os.PathLike[str] | None = None,
+        proposer_only: bool = False,
     ) -> Workbench:
         """Open (or create) a home; load the policies strictly; connect the named broker.
 
         ``bars_path`` points the paper broker at the user's own daily bars instead of the
-        seeded synthetic ones."""
+        seeded synthetic ones. ``proposer_only`` opens a read-and-propose handle (the MCP
+        server's): no approval key, no approvers, a broker that sends nothing."""
         root = resolve_home(home)
         clock = clock or SystemClock()
         folder = resolve_policy_dir(policy_dir)
         policy, params = load_policy(folder), load_strategy_params(folder)
         log = AuditLog(db_path(root), clock)
         try:
-            chosen = broker if not isinstance(broker, str) else _make_broker(broker, log, bars_path)
-            approvals = Approvals(
-                log,
-                root,
-                clock,
-                expiry=timedelta(seconds=policy.approval.token_expiry_seconds),
-                second_approver_above=policy.approval.second_approver_min_notional,
-                auto_commit=policy.approval.auto_commit,
+            key = None if proposer_only else ApprovalKey(root)
+            chosen = (
+                broker if not isinstance(broker, str) else _make_broker(broker, log, bars_path, key)
             )
+            authority = approvals = None
+            if not proposer_only:
+                authority = Authority(log, root, clock)
+                approvals = Approvals(log, authority, clock, policy_dir=folder)
         except BaseException:
             log.close()
             raise
-        return cls(root, log, chosen, policy, params, clock, approvals, ids)
+        return cls(root, log, chosen, policy, params, clock, authority, approvals, ids)
 
     def close(self) -> None:
         self.log.close()
@@ -197,18 +222,31 @@ class Workbench:
         unless ``record`` is False (what-if views)."""
         snapshot = AccountMonitor(lambda: self.broker.portfolio(self.account)).refresh()
         if record:
-            trading_state.record_portfolio_snapshot(self.log, snapshot, self.params.circuit_breaker)
+            trading_state.record_portfolio_snapshot(
+                self.log, snapshot, self.params.circuit_breaker, key=self._key
+            )
         return snapshot
 
     def market_snapshot(self, symbol: str, *, record: bool = True) -> MarketSnapshot:
         """A fresh quote from the broker, recorded as MarketSnapshotTaken unless told not to."""
         quote = self.broker.market_snapshot(self.broker.instrument(symbol))
         if record:
-            self.log.append(EventType.MARKET_SNAPSHOT_TAKEN, {"quote": quote}, actor=ACTOR)
+            self.log.append(
+                EventType.MARKET_SNAPSHOT_TAKEN, MarketSnapshotTaken(quote=quote), actor=ACTOR
+            )
         return quote
 
+    @property
+    def _key(self) -> ApprovalKey | None:
+        return None if self.authority is None else self.authority.key
+
+    def state_change(self) -> StateChange:
+        """The trading state with who set it and why: verified with the approval key (releases
+        that do not verify are ignored and listed), or as recorded on a proposer-only handle."""
+        return trading_state.read_state(self.log, self._key)
+
     def trading_state(self) -> TradingState:
-        return trading_state.current(self.log).state
+        return self.state_change().state
 
     # -- what-if: nothing written ------------------------------------------------------------
 
@@ -243,7 +281,7 @@ class Workbench:
         """Record a validated intent as a new proposal; returns its id. Nothing is sent."""
         self._check_account(intent)
         proposal_id = self.ids()
-        payload = {"intent": intent, "intent_hash": intent.intent_hash, "broker": self.label}
+        payload = _proposed(intent, self.label)
         with self.log.transaction() as tx:
             lifecycle.advance(
                 tx,
@@ -267,7 +305,7 @@ class Workbench:
             raise
         with self.log.transaction() as tx:
             lifecycle.advance(
-                tx, proposal_id, EventType.ORDER_SIMULATED, {"result": sim}, actor=ACTOR
+                tx, proposal_id, EventType.ORDER_SIMULATED, OrderSimulated(result=sim), actor=ACTOR
             )
         self._contexts[proposal_id] = _Context(portfolio, market, sim)
         return sim
@@ -289,22 +327,22 @@ class Workbench:
             ),
             now,
         )
-        payload = _decision_payload(decision, ctx.market, ctx.portfolio, transition=transition)
+        payload = RiskGateEvaluated.of(
+            decision,
+            market_ts=ctx.market.timestamp,
+            portfolio_ts=ctx.portfolio.timestamp,
+            transition=transition,
+        )
         with self.log.transaction() as tx:
-            if transition:
-                lifecycle.advance(
-                    tx, proposal_id, EventType.RISK_GATE_EVALUATED, payload, actor=ACTOR
-                )
-            else:
-                tx.append(
-                    EventType.RISK_GATE_EVALUATED, payload, actor=ACTOR, proposal_id=proposal_id
-                )
+            lifecycle.advance(tx, proposal_id, EventType.RISK_GATE_EVALUATED, payload, actor=ACTOR)
         return decision
 
     def request_approval(self, proposal_id: str) -> None:
         """Ask a person: only proposals the gate approved or sent to review get here."""
         with self.log.transaction() as tx:
-            lifecycle.advance(tx, proposal_id, EventType.APPROVAL_REQUESTED, {}, actor=ACTOR)
+            lifecycle.advance(
+                tx, proposal_id, EventType.APPROVAL_REQUESTED, ApprovalRequested(), actor=ACTOR
+            )
 
     def run(self, intent: OrderIntent, *, actor: str, correlation_id: str | None = None) -> Outcome:
         """propose → simulate → evaluate → request approval (unless rejected)."""
@@ -359,7 +397,7 @@ class Workbench:
         self, intent: OrderIntent, batch: _Batch, *, actor: str, correlation_id: str | None
     ) -> Outcome:
         proposal_id = self.ids()
-        proposed = {"intent": intent, "intent_hash": intent.intent_hash, "broker": self.label}
+        proposed = _proposed(intent, self.label)
         try:
             quote = batch.quotes.get(intent.symbol) or self.market_snapshot(intent.symbol)
             batch.quotes[intent.symbol] = quote
@@ -372,20 +410,23 @@ class Workbench:
                     correlation_id=correlation_id,
                 )  # fmt: skip
                 lifecycle.advance(
-                    tx, proposal_id, EventType.RISK_GATE_EVALUATED, _fault_payload(fault),
-                    actor=ACTOR,
+                    tx, proposal_id, EventType.RISK_GATE_EVALUATED,
+                    RiskGateEvaluated.of_fault(fault), actor=ACTOR,
                 )  # fmt: skip
             return Outcome(proposal_id, intent, None, OrderState.RISK_REJECTED, fault)
         decision = gate_evaluate(
             intent, sim, batch.portfolio, quote, self.policy, batch.state, batch.history, batch.now
         )
-        judged = _decision_payload(decision, quote, batch.portfolio, transition=True)
-        steps: list[tuple[EventType, Mapping[str, Any]]] = [
-            (EventType.ORDER_SIMULATED, {"result": sim}),
+        judged = RiskGateEvaluated.of(
+            decision, market_ts=quote.timestamp, portfolio_ts=batch.portfolio.timestamp,
+            transition=True,
+        )  # fmt: skip
+        steps: list[tuple[EventType, Payload]] = [
+            (EventType.ORDER_SIMULATED, OrderSimulated.model_construct(result=sim)),
             (EventType.RISK_GATE_EVALUATED, judged),
         ]
         if decision.decision is not Decision.REJECT:
-            steps.append((EventType.APPROVAL_REQUESTED, {}))
+            steps.append((EventType.APPROVAL_REQUESTED, ApprovalRequested()))
         with self.log.transaction() as tx:
             lifecycle.advance(
                 tx, proposal_id, EventType.ORDER_PROPOSED, proposed, actor=actor,
@@ -403,7 +444,7 @@ class Workbench:
         Off by default. A refusal leaves the proposal waiting for a person; a fault at submit
         (halted, broker refusal) is recorded by the submit path and leaves what it left.
         """
-        if not self.policy.approval.auto_commit.enabled:
+        if self.approvals is None or not self.policy.approval.auto_commit.enabled:
             return OrderState.APPROVAL_REQUESTED
         try:
             grant = self.approvals.auto_approve(proposal_id)
@@ -417,29 +458,24 @@ class Workbench:
     def approve(
         self,
         proposal_id: str,
-        approver: str,
-        passphrase: str,
+        credential: Credential,
         *,
         override_reason: str | None = None,
-        second_approver: str | None = None,
-        second_passphrase: str | None = None,
+        second: Credential | None = None,
     ) -> ApprovalGrant:
-        """A person approves with their credential; returns the one-time token (shown once)."""
-        return self.approvals.approve(
-            proposal_id,
-            approver,
-            passphrase,
-            override_reason=override_reason,
-            second_approver=second_approver,
-            second_passphrase=second_passphrase,
+        """A person approves with their credential (verified by the library); returns the
+        one-time token (shown once). A REVIEW needs ``override_reason``."""
+        return self._approvals().approve(
+            proposal_id, credential, override_reason=override_reason, second=second
         )
 
-    def reject(self, proposal_id: str, approver: str, passphrase: str, reason: str) -> None:
+    def reject(self, proposal_id: str, credential: Credential, reason: str) -> None:
         """A person rejects with their credential and a reason."""
-        self.approvals.reject(proposal_id, approver, passphrase, reason)
+        self._approvals().reject(proposal_id, credential, reason)
 
     def submit(self, proposal_id: str, token: str) -> OrderState:
         """Re-check state, breaker and freshness; consume the token; then send to the broker."""
+        approvals = self._approvals()
         intent = self.intent(proposal_id)
         self._refuse_when_halted(intent)
         self.portfolio()  # records NAV: the circuit breaker may trip right here
@@ -448,7 +484,7 @@ class Workbench:
         with self.log.transaction() as tx:
             # Again under the write lock: a halt from another process cannot slip in before it.
             self._refuse_when_halted(intent)
-            permit = self.approvals.consume(
+            permit = approvals.consume(
                 tx,
                 proposal_id,
                 token,
@@ -466,9 +502,10 @@ class Workbench:
         if state in lifecycle.WORKING_STATES:
             self.broker.cancel(proposal_id=proposal_id)
         else:
+            withdrawn = OrderWithdrawn(by=actor)
             with self.log.transaction() as tx:
                 lifecycle.advance(
-                    tx, proposal_id, EventType.ORDER_WITHDRAWN, {"by": actor}, actor=actor
+                    tx, proposal_id, EventType.ORDER_WITHDRAWN, withdrawn, actor=actor
                 )
         return self.state(proposal_id)
 
@@ -480,10 +517,17 @@ class Workbench:
     def reduce(self, reason: str, *, by: str) -> None:
         trading_state.set_state(self.log, TradingState.REDUCING, reason=reason, by=by)
 
-    def resume(self, reason: str, *, approver: str, passphrase: str) -> None:
-        """Lift a halt: only a registered approver, with their passphrase, may."""
-        self.approvals.authenticate(approver, passphrase, action="resume trading")
-        trading_state.resume(self.log, approver=approver, reason=reason)
+    def resume(self, reason: str, credential: Credential) -> StateChange:
+        """Lift a halt (a circuit-breaker trip included): only an enrolled approver, whose
+        credential the library verifies."""
+        if self.authority is None:
+            raise ApprovalError(PROPOSER_ONLY)
+        return trading_state.resume(self.authority, credential, reason=reason)
+
+    def _approvals(self) -> Approvals:
+        if self.approvals is None:
+            raise ApprovalError(PROPOSER_ONLY)
+        return self.approvals
 
     # -- views -------------------------------------------------------------------------------
 
@@ -493,29 +537,21 @@ class Workbench:
         )
         if not proposed:
             raise UnknownProposalError(proposal_id)
-        return OrderIntent.model_validate(proposed[0].payload["intent"])
+        return proposed[0].data_as(OrderProposed).intent
 
-    def detail(self, proposal_id: str) -> dict[str, Any]:
-        """One proposal as the approver should see it: intent, simulation, decision, state."""
-        events = self.log.events(proposal_id=proposal_id)
-        latest: dict[str, dict[str, Any]] = {e.type: e.payload for e in events}
-        if EventType.ORDER_PROPOSED not in latest:
-            raise UnknownProposalError(proposal_id)
-        return {
-            "proposal_id": proposal_id,
-            "state": lifecycle.derive_state(events),
-            "intent": latest[EventType.ORDER_PROPOSED]["intent"],
-            "simulation": latest.get(EventType.ORDER_SIMULATED, {}).get("result"),
-            "decision": latest.get(EventType.RISK_GATE_EVALUATED),
-            "broker": self.label,
-        }
+    def detail(self, proposal_id: str) -> ProposalRecord:
+        """One proposal as the approver should see it: intent, simulation, decision, grant,
+        submission and state (the one typed record every reader uses)."""
+        return records.load(self.log, proposal_id)
 
     def state(self, proposal_id: str) -> OrderState:
         return lifecycle.current_state(self.log, proposal_id)
 
     def proposals(self, *, states: Iterable[OrderState] | None = None) -> pd.DataFrame:
         """One row per proposal: what it is, its decision, violations and current state."""
-        rows = _proposal_rows(self.log.events(types=_PROPOSAL_VIEW_TYPES))
+        rows = [_row(r) for r in records.load_all(self.log, _PROPOSAL_VIEW_TYPES)]
+        # A proposal whose events do not validate is listed as UNREADABLE, with why: seen, and
+        # never offered for approval (its state is no lifecycle state).
         frame = pd.DataFrame(rows, columns=list(PROPOSAL_COLUMNS))
         if states is not None:
             wanted = {s.value for s in states}
@@ -523,8 +559,9 @@ class Workbench:
         return frame
 
     def status(self) -> dict[str, Any]:
-        """Home, broker, trading state, chain head and proposals by state."""
-        change = trading_state.current(self.log)
+        """Home, broker, trading state (and releases that did not verify), chain head, proposals
+        by state, and what other local users could read in the home."""
+        change = self.state_change()
         seq, head = self.log.head()
         counts = self.proposals()["state"].value_counts().to_dict()
         return {
@@ -534,6 +571,9 @@ class Workbench:
             "trading_state": change.state.value,
             "trading_state_reason": change.reason,
             "trading_state_by": change.by,
+            "trading_state_verified": change.verified,
+            "unverified_releases": list(change.refused),
+            "privacy_problems": privacy.problems(self.home),
             "audit_head_seq": seq,
             "audit_head_hash": head,
             "proposals_by_state": counts,
@@ -545,11 +585,8 @@ class Workbench:
         frame = self.proposals(states=[OrderState.SUBMITTED])
         known = {o.proposal_id for o in self.broker.orders()}
         stuck = [pid for pid in frame["proposal_id"] if pid not in known]
-        self.log.append(
-            EventType.RECONCILIATION_RUN,
-            {"submitted_without_broker_order": stuck, "broker": self.label},
-            actor=ACTOR,
-        )
+        run = ReconciliationRun(submitted_without_broker_order=tuple(stuck), broker=self.label)
+        self.log.append(EventType.RECONCILIATION_RUN, run, actor=ACTOR)
         return stuck
 
     # -- helpers -----------------------------------------------------------------------------
@@ -562,17 +599,16 @@ class Workbench:
         )
 
     def _reject_fault(self, proposal_id: str, why: str) -> None:
+        fault = RiskGateEvaluated.of_fault(why)
         with self.log.transaction() as tx:
-            lifecycle.advance(
-                tx, proposal_id, EventType.RISK_GATE_EVALUATED, _fault_payload(why), actor=ACTOR
-            )
+            lifecycle.advance(tx, proposal_id, EventType.RISK_GATE_EVALUATED, fault, actor=ACTOR)
 
     def _check_account(self, intent: OrderIntent) -> None:
         if intent.account != self.account:
             raise ProposalError(f"intent is for account {intent.account}, not {self.account}")
 
     def _refuse_when_halted(self, intent: OrderIntent) -> None:
-        change = trading_state.current(self.log)
+        change = self.state_change()
         if change.state is TradingState.HALTED:
             raise TradingHaltedError("HALTED", f"no order is sent ({change.reason})")
         if change.state is TradingState.REDUCING and not self._reduces(intent):
@@ -584,18 +620,14 @@ class Workbench:
         return qty * intent.side.sign < 0 and intent.quantity <= abs(qty)
 
     def _recheck_if_stale(self, proposal_id: str, intent: OrderIntent) -> None:
-        decided = self.log.events(
-            proposal_id=proposal_id,
-            types=(EventType.RISK_GATE_EVALUATED,),
-            newest_first=True,
-            limit=1,
-        )
-        if not decided:
+        record = records.load(self.log, proposal_id)
+        if record.state is not OrderState.APPROVAL_GRANTED:
+            return  # nothing to re-check: consuming the token refuses it, saying why
+        decided = record.decision
+        if decided is None or decided.data.market_ts is None:
             raise ApprovalError("no risk decision recorded", proposal_id=proposal_id)
-        payload = decided[0].payload
-        market_ts = datetime.fromisoformat(str(payload["market_ts"]))
-        age = (self.clock.now() - market_ts).total_seconds()
-        same_policy = payload.get("policy_hash") == policy_hash(self.policy)
+        age = (self.clock.now() - decided.data.market_ts).total_seconds()
+        same_policy = decided.data.policy_hash == policy_hash(self.policy)
         if same_policy and age <= self.policy.freshness.max_quote_age_seconds:
             return
         self._contexts.pop(proposal_id, None)
@@ -614,40 +646,26 @@ class Workbench:
         keys = set()
         proposed = self.log.events(types=(EventType.ORDER_PROPOSED,), correlation_id=correlation_id)
         for event in proposed:
-            intent = event.payload["intent"]
-            keys.add((intent["instrument"]["symbol"], intent["side"]))
+            intent = event.data_as(OrderProposed).intent
+            keys.add((intent.symbol, intent.side.value))
         return keys
 
 
-def _decision_payload(
-    decision: RiskDecision,
-    market: MarketSnapshot,
-    portfolio: PortfolioSnapshot,
-    *,
-    transition: bool,
-) -> dict[str, Any]:
-    """What RiskGateEvaluated records: the decision, whether it moves the state, and the times
-    of the snapshots it was made on (the submit-time freshness check reads them)."""
-    return {
-        **decision.model_dump(mode="json"),
-        "transition": transition,
-        "market_ts": market.timestamp,
-        "portfolio_ts": portfolio.timestamp,
-    }
+def _proposed(intent: OrderIntent, broker: str) -> OrderProposed:
+    """The OrderProposed payload of an already-validated intent (its hash computed here)."""
+    digest = intent_hash(intent)
+    return OrderProposed.model_construct(intent=intent, intent_hash=digest, broker=broker)
 
 
-def _fault_payload(why: str) -> dict[str, Any]:
-    """A REJECT recorded when a proposal could not even be simulated (no quote, bad NAV)."""
-    return {"decision": Decision.REJECT.value, "fault": why, "violations": []}
-
-
-def _make_broker(name: str, log: AuditLog, bars_path: str | os.PathLike[str] | None) -> Broker:
+def _make_broker(
+    name: str, log: AuditLog, bars_path: str | os.PathLike[str] | None, key: ApprovalKey | None
+) -> Broker:
     if name == "paper":
         from workbench.brokers.paper import PaperBroker
         from workbench.marketdata import CsvBars, MarketData
 
         market = MarketData(CsvBars(Path(bars_path))) if bars_path else None
-        return PaperBroker(log, market=market)
+        return PaperBroker(log, market=market, key=key)
     raise ConfigError(f"unknown broker {name!r}: choose 'paper' (IBKR comes with its adapter)")
 
 
@@ -675,53 +693,34 @@ PROPOSAL_COLUMNS = (
 )
 
 
-def _proposal_rows(events: list[Event]) -> list[dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    for event in events:
-        pid = event.proposal_id
-        if pid is None:
-            continue
-        payload = event.payload
-        if event.type == EventType.ORDER_PROPOSED:
-            rows[pid] = _new_row(pid, event, payload["intent"])
-            continue
-        row = rows.get(pid)
-        if row is None:
-            continue
-        if event.type == EventType.ORDER_SIMULATED:
-            row["notional"] = Decimal(payload["result"]["notional"])
-        elif event.type == EventType.RISK_GATE_EVALUATED and payload.get("transition", True):
-            row["decision"] = payload["decision"]
-            row["violations"] = _violation_text(payload)
-        state = lifecycle.state_after(event.type, payload)
-        if state is not None:
-            row["state"] = state.value
-    return list(rows.values())
-
-
-def _new_row(pid: str, event: Event, intent: dict[str, Any]) -> dict[str, Any]:
-    stop = intent.get("protective_stop")
+def _row(record: ProposalRecord | records.Unreadable) -> dict[str, Any]:
+    if isinstance(record, records.Unreadable):
+        empty = dict.fromkeys(PROPOSAL_COLUMNS)
+        return {**empty, "proposal_id": record.proposal_id, "state": UNREADABLE,
+                "proposed_at": record.proposed_at, "violations": record.reason}  # fmt: skip
+    intent, verdict = record.intent, record.verdict
+    stop = intent.protective_stop
     return {
-        "proposal_id": pid,
-        "proposed_at": event.ts,
-        "symbol": intent["instrument"]["symbol"],
-        "side": intent["side"],
-        "quantity": Decimal(intent["quantity"]),
-        "order_type": intent["order_type"],
-        "limit_price": None if intent["limit_price"] is None else Decimal(intent["limit_price"]),
-        "stop": None if not stop else Decimal(stop["stop_price"]),
-        "notional": None,
-        "decision": None,
-        "violations": "",
-        "state": OrderState.PROPOSED.value,
-        "source": intent["source"],
-        "correlation_id": event.correlation_id,
+        "proposal_id": record.proposal_id,
+        "proposed_at": record.proposed.ts,
+        "symbol": intent.symbol,
+        "side": intent.side.value,
+        "quantity": intent.quantity,
+        "order_type": intent.order_type.value,
+        "limit_price": intent.limit_price,
+        "stop": None if stop is None else stop.stop_price,
+        "notional": None if record.sim is None else record.sim.notional,
+        "decision": None if verdict is None else verdict.data.decision.value,
+        "violations": "" if verdict is None else _violation_text(verdict.data),
+        "state": record.state.value,
+        "source": intent.source.value,
+        "correlation_id": record.correlation_id,
     }
 
 
-def _violation_text(payload: dict[str, Any]) -> str:
-    if payload.get("fault"):
-        return str(payload["fault"])
+def _violation_text(decision: RiskGateEvaluated) -> str:
+    if decision.fault:
+        return decision.fault
     return "; ".join(
-        f"{v['rule_id']} ({v['severity']}): {v['message']}" for v in payload.get("violations", [])
+        f"{v.rule_id.value} ({v.severity.value}): {v.message}" for v in decision.violations
     )

@@ -9,11 +9,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from workbench.audit import AuditLog, EventType
+from helpers import ALICE_CRED, POLICIES, request_approval
+
+from workbench.approval import Approvals
+from workbench.audit import AuditLog
+from workbench.authority import Authority
 from workbench.brokers.base import Broker
 from workbench.brokers.paper import PaperBroker
 from workbench.clock import FixedClock
-from workbench.lifecycle import advance
+from workbench.keys import ApprovalKey
 from workbench.models import (
     Instrument,
     InstrumentType,
@@ -56,36 +60,22 @@ def intent(symbol: str = "SPY", quantity: int | str = 10, **overrides: Any) -> O
     return OrderIntent(**{**fields, **overrides})
 
 
-def walk_to_submitted(log: AuditLog, proposal_id: str, order: OrderIntent, order_ref: str) -> int:
-    """Record OrderProposed … OrderSubmitted for ``order``; return the OrderSubmitted seq."""
-    digest = order.intent_hash
-    steps: list[tuple[EventType, dict[str, Any]]] = [
-        (EventType.ORDER_PROPOSED, {"intent": order}),
-        (EventType.ORDER_SIMULATED, {}),
-        (EventType.RISK_GATE_EVALUATED,
-         {"decision": "APPROVE", "policy_hash": POLICY_HASH, "intent_hash": digest}),
-        (EventType.APPROVAL_REQUESTED, {}),
-        (EventType.APPROVAL_GRANTED, {"intent_hash": digest}),
-        (EventType.ORDER_SUBMITTED, {"intent_hash": digest, "order_ref": order_ref}),
-    ]  # fmt: skip
-    with log.transaction() as tx:
-        for type_, payload in steps:
-            event = advance(tx, proposal_id, type_, payload, actor="test")
-    return event.seq
+def approvals_for(log: AuditLog) -> Approvals:
+    """The real approval service on ``log``'s home, with alice enrolled (bootstrap)."""
+    authority = Authority(log, log.path.parent, log.clock)
+    if not authority.approvers():
+        authority.bootstrap(ALICE_CRED)
+    return Approvals(log, authority, log.clock, policy_dir=POLICIES)
 
 
 def permit_for(log: AuditLog, proposal_id: str, order: OrderIntent) -> SubmitPermit:
-    """A permit exactly as the approval module makes one, after the lifecycle walk."""
-    order_ref = f"wb:{proposal_id}"
-    seq = walk_to_submitted(log, proposal_id, order, order_ref)
-    return SubmitPermit(
-        proposal_id=proposal_id,
-        intent=order,
-        intent_hash=order.intent_hash,
-        submitted_seq=seq,
-        order_ref=order_ref,
-        protective_stop=order.protective_stop,
-    )
+    """A permit made the only way there is: the proposal walked to a gate APPROVE, approved by
+    an enrolled approver, and its one-time token spent in the transaction that records it."""
+    approvals = approvals_for(log)
+    request_approval(log, proposal_id, order, policy_hash=POLICY_HASH)
+    grant = approvals.approve(proposal_id, ALICE_CRED)
+    with log.transaction() as tx:
+        return approvals.consume(tx, proposal_id, grant.token, order_ref=f"wb:{proposal_id}")
 
 
 def with_stop(order: OrderIntent, stop_price: Decimal) -> OrderIntent:
@@ -97,7 +87,7 @@ def paper_harness(home: Path, clock: FixedClock) -> Iterator[Harness]:
     """The embedded paper broker on a fresh home."""
     path = home / "workbench.sqlite"
     log = AuditLog(path, clock=clock)
-    broker = PaperBroker(log)
+    broker = PaperBroker(log, key=ApprovalKey(home))
     harness = Harness(broker, log, clock, "PAPER1", lambda when: None, lambda: None)
 
     def move_to(when: datetime) -> None:
@@ -110,7 +100,7 @@ def paper_harness(home: Path, clock: FixedClock) -> Iterator[Harness]:
         harness.broker.close()
         harness.log.close()
         harness.log = AuditLog(path, clock=clock)
-        harness.broker = PaperBroker(harness.log)
+        harness.broker = PaperBroker(harness.log, key=ApprovalKey(home))
 
     harness.move_to, harness.restart = move_to, restart
     yield harness

@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from brokerkit import BROKERS, Harness, intent, permit_for, walk_to_submitted, with_stop
+from brokerkit import BROKERS, Harness, intent, permit_for, with_stop
 
 from workbench.audit import EventType
 from workbench.brokers.base import Broker, OrderRole, OrderStatus
@@ -189,18 +189,19 @@ def test_rejects_what_a_broker_would(harness: Harness, order: OrderIntent, fragm
     assert not [f for f in harness.broker.executions() if f.proposal_id == "p-bad"]
 
 
-def test_rejects_non_positive_quantity_that_slipped_past_validation(harness: Harness) -> None:
-    """The broker's own guard rejects a zero quantity even when the models were bypassed."""
-    good = intent("SPY", 1)
-    bad = OrderIntent.model_construct(**{**dict(good), "quantity": Decimal(0)})
-    seq = walk_to_submitted(harness.log, "p-zero", bad, "wb:p-zero")
-    permit = SubmitPermit.model_construct(
-        proposal_id="p-zero", intent=bad, intent_hash=bad.intent_hash, submitted_seq=seq,
-        order_ref="wb:p-zero", protective_stop=None,
-    )  # fmt: skip
-    with pytest.raises(OrderRejectedError, match="quantity must be positive"):
+def test_non_positive_quantity_that_slipped_past_validation_is_never_sent(
+    harness: Harness,
+) -> None:
+    """A zero quantity in a permit built around the models is refused before anything is sent:
+    no proposal in the log backs it."""
+    real = permit_for(harness.log, "p-zero", intent("SPY", 1, order_type=OrderType.LMT,
+                                                    limit_price=Decimal(1)))  # fmt: skip
+    bad = OrderIntent.model_construct(**{**dict(real.intent), "quantity": Decimal(0)})
+    permit = SubmitPermit.model_construct(**{**dict(real), "intent": bad,
+                                             "intent_hash": bad.intent_hash})  # fmt: skip
+    with pytest.raises(PermitRefusedError, match="different intent_hash"):
         harness.broker.submit(permit)
-    assert current_state(harness.log, "p-zero") is OrderState.REJECTED
+    assert harness.broker.orders() == () and harness.broker.executions() == ()
 
 
 @pytest.mark.parametrize("when", [SATURDAY, THANKSGIVING], ids=["saturday", "thanksgiving"])

@@ -20,6 +20,7 @@ from workbench.brokers.paper import PaperBroker
 from workbench.brokers.paper_rules import Book, PaperConfig, apply_fill, commission
 from workbench.clock import FixedClock
 from workbench.errors import OrderRejectedError
+from workbench.keys import ApprovalKey
 from workbench.lifecycle import OrderState, current_state
 from workbench.models import OrderType, Side, TimeInForce
 from workbench.sessions import xnys
@@ -31,11 +32,11 @@ THIN = PaperConfig(max_volume_fraction=Decimal("0.000005"))  # SPY: ~300 shares 
 @pytest.fixture
 def paper(log: AuditLog) -> Iterator[PaperBroker]:
     """A paper broker on the test home's audit log."""
-    yield PaperBroker(log)
+    yield PaperBroker(log, key=ApprovalKey(log.path.parent))
 
 
 def _thin(log: AuditLog) -> PaperBroker:
-    return PaperBroker(log, config=THIN)
+    return PaperBroker(log, config=THIN, key=ApprovalKey(log.path.parent))
 
 
 def _closes(after: datetime, n: int) -> list[datetime]:
@@ -287,3 +288,19 @@ def test_one_catch_up_over_many_sessions_fills_parent_then_its_stop(
     assert stop_fill.time.date() > parent_fill.time.date()
     assert parent_fill.price > stop >= stop_fill.price
     assert paper.portfolio("PAPER1").position("TLT") is None and not paper.open_orders()
+
+
+def test_paper_checks_still_reject_a_quantity_that_slipped_past_validation(
+    paper: PaperBroker,
+) -> None:
+    """Behind the permit check, the broker's own guard names a zero quantity (defence in depth)."""
+    from workbench import models
+    from workbench.brokers import paper_checks
+
+    good = intent("SPY", 1)
+    bad = models.OrderIntent.model_construct(**{**dict(good), "quantity": Decimal(0)})
+    permit = models.SubmitPermit.model_construct(
+        proposal_id="p0", intent=bad, intent_hash="0" * 64, submitted_seq=1, order_ref="wb:p0",
+        protective_stop=None,
+    )  # fmt: skip
+    assert paper_checks.rejection(paper, permit, TRADING_NOW) == "quantity must be positive, got 0"

@@ -5,151 +5,56 @@ wraps ib_async's blocking calls and keeps the order updates it receives in a lis
 the same pull-based stream: ``updates(after=cursor)`` returns every update with a cursor greater
 than ``after``, oldest first (a caller keeps the last cursor it saw).
 
-``submit`` takes only a :class:`~workbench.models.SubmitPermit`. Every broker checks the permit
-against the audit log (:func:`permit_problem`) before anything is sent, refuses a second order for
-a proposal it already holds, and is called only after the permit's transaction has committed.
+``submit`` takes only a :class:`~workbench.models.SubmitPermit`. Every broker proves the permit
+from the audit log with the shared :class:`~workbench.permits.PermitCheck` (spent token, MAC'd
+grant, gate decision, verified trading state) before anything is sent, refuses a second order for
+a proposal it already holds, and is called only after the permit's transaction has committed. A
+broker opened without the approval key (read-only) refuses every submit.
 """
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from enum import StrEnum
-from typing import Annotated, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from pydantic import AwareDatetime, Field, StringConstraints
-
-from workbench.audit import AuditLog, EventType
-from workbench.errors import CanonicalizationError
-from workbench.lifecycle import OrderState, derive_state
 from workbench.marketdata import Bar
-from workbench.models import (
-    AccountId,
-    Amount,
-    Currency,
-    Frozen,
-    Instrument,
-    MarketSnapshot,
-    NonNegativeAmount,
-    OrderType,
-    PortfolioSnapshot,
-    Price,
-    Quantity,
-    Side,
-    SubmitPermit,
-    TimeInForce,
+from workbench.models import Instrument, MarketSnapshot, PortfolioSnapshot, SubmitPermit
+from workbench.orders import (
+    ACTIVE_STATES,
+    DONE_STATES,
+    WORKING_STATES,
+    BrokerOrder,
+    Fill,
+    OrderId,
+    OrderRef,
+    OrderRole,
+    OrderStatus,
+    OrderUpdate,
+    ProposalId,
+    SubmitAck,
 )
+
+__all__ = [
+    "ACTIVE_STATES",
+    "DONE_STATES",
+    "PAPER_LABEL",
+    "WORKING_STATES",
+    "Broker",
+    "BrokerOrder",
+    "Fill",
+    "OrderId",
+    "OrderRef",
+    "OrderRole",
+    "OrderStatus",
+    "OrderUpdate",
+    "ProposalId",
+    "SubmitAck",
+    "realized_pnl",
+    "unrealized_pnl",
+]
 
 PAPER_LABEL = "paper broker (simulated)"
-OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-OrderRef = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-ProposalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
-
-
-class OrderStatus(StrEnum):
-    """Where a broker order stands (IB's names, plus PartiallyFilled and Rejected)."""
-
-    PRE_SUBMITTED = "PreSubmitted"  # accepted, not yet working (a bracket child before its parent)
-    SUBMITTED = "Submitted"  # working at the broker
-    PARTIALLY_FILLED = "PartiallyFilled"
-    FILLED = "Filled"
-    CANCELLED = "Cancelled"
-    REJECTED = "Rejected"
-
-
-ACTIVE_STATES = frozenset(
-    {OrderStatus.PRE_SUBMITTED, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED}
-)
-WORKING_STATES = frozenset({OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED})
-DONE_STATES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
-
-
-class OrderRole(StrEnum):
-    """What an order is within the proposal that sent it."""
-
-    PARENT = "parent"
-    PROTECTIVE_STOP = "protective_stop"
-
-
-class BrokerOrder(Frozen):
-    """An order as the broker holds it, with how much has filled so far."""
-
-    order_id: OrderId
-    proposal_id: ProposalId | None
-    order_ref: OrderRef
-    account: AccountId
-    instrument: Instrument
-    role: OrderRole
-    parent_id: OrderId | None = None
-    oca_group: Annotated[str, StringConstraints(max_length=128)] | None = None
-    side: Side
-    quantity: Quantity
-    order_type: OrderType
-    limit_price: Price | None = None
-    stop_price: Price | None = None
-    time_in_force: TimeInForce
-    status: OrderStatus
-    filled_quantity: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal(0)
-    avg_fill_price: Price | None = None
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.quantity - self.filled_quantity
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATES
-
-
-class Fill(Frozen):
-    """One execution with its commission; ``realized_pnl`` is net of commission (as IB reports)."""
-
-    exec_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    order_id: OrderId
-    proposal_id: ProposalId | None
-    order_ref: OrderRef
-    account: AccountId
-    instrument: Instrument
-    side: Side
-    quantity: Quantity
-    price: Price
-    commission: NonNegativeAmount
-    currency: Currency
-    realized_pnl: Amount
-    time: AwareDatetime
-
-    @property
-    def signed_quantity(self) -> Decimal:
-        return self.quantity * self.side.sign
-
-
-class OrderUpdate(Frozen):
-    """One change to one order, in stream order; ``fill`` is set when the change is a fill."""
-
-    cursor: Annotated[int, Field(gt=0)]
-    order: BrokerOrder
-    fill: Fill | None = None
-    message: Annotated[str, StringConstraints(max_length=2000)] = ""
-    time: AwareDatetime
-
-    @property
-    def status(self) -> OrderStatus:
-        return self.order.status
-
-
-class SubmitAck(Frozen):
-    """What ``submit`` returns: the parent order and its bracket children, as accepted."""
-
-    broker: Annotated[str, StringConstraints(min_length=1, max_length=80)]
-    parent: BrokerOrder
-    children: tuple[BrokerOrder, ...] = ()
-
-    @property
-    def orders(self) -> tuple[BrokerOrder, ...]:
-        return (self.parent, *self.children)
 
 
 @runtime_checkable
@@ -200,38 +105,6 @@ class Broker(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def permit_problem(log: AuditLog, permit: SubmitPermit) -> str | None:
-    """Why ``permit`` must be refused, or None when its OrderSubmitted event backs it."""
-    try:
-        actual_hash = permit.intent.intent_hash
-    except CanonicalizationError as exc:
-        return f"the intent cannot be hashed: {exc}"
-    if actual_hash != permit.intent_hash:
-        return "the permit's intent_hash does not match its intent"
-    found = log.events(after_seq=permit.submitted_seq - 1, limit=1)
-    if not found or found[0].seq != permit.submitted_seq:
-        return f"no audit event at seq {permit.submitted_seq}"
-    event = found[0]
-    if event.type != EventType.ORDER_SUBMITTED.value:
-        return f"audit event {event.seq} is {event.type}, not OrderSubmitted"
-    if event.proposal_id != permit.proposal_id:
-        return f"audit event {event.seq} belongs to proposal {event.proposal_id}"
-    payload = event.payload
-    if payload.get("intent_hash") != permit.intent_hash:
-        return f"audit event {event.seq} records a different intent_hash"
-    if payload.get("order_ref", permit.order_ref) != permit.order_ref:
-        return f"audit event {event.seq} records a different order_ref"
-    return None
-
-
-def submitted_state_problem(log: AuditLog, proposal_id: str) -> str | None:
-    """Why the proposal cannot take a new order: it must stand at SUBMITTED in the log."""
-    state = derive_state(log.events(proposal_id=proposal_id))
-    if state is OrderState.SUBMITTED:
-        return None
-    return f"proposal is {state.value if state else 'unknown'}, not SUBMITTED"
 
 
 def realized_pnl(fills: tuple[Fill, ...]) -> Decimal:

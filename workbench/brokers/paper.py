@@ -33,8 +33,6 @@ from workbench.brokers.base import (
     OrderStatus,
     OrderUpdate,
     SubmitAck,
-    permit_problem,
-    submitted_state_problem,
 )
 from workbench.brokers.paper_rules import PaperConfig, Terms, Window, match
 from workbench.brokers.paper_store import COMPONENT, MIGRATIONS, AccountRow, PaperStore, StoredOrder
@@ -49,7 +47,9 @@ from workbench.errors import (
     UnknownAccountError,
     UnknownOrderError,
 )
-from workbench.lifecycle import advance
+from workbench.events import BrokerUpdate, PaperAccountOpened, PermitRefused
+from workbench.keys import ApprovalKey
+from workbench.lifecycle import advance, record_broker_update
 from workbench.marketdata import Bar, MarketData
 from workbench.models import (
     Instrument,
@@ -59,6 +59,7 @@ from workbench.models import (
     SubmitPermit,
     TimeInForce,
 )
+from workbench.permits import PermitCheck
 from workbench.sessions import Session
 
 ACTOR = "paper-broker"
@@ -81,11 +82,17 @@ class PaperBroker:
         *,
         market: MarketData | None = None,
         config: PaperConfig | None = None,
+        key: ApprovalKey | None,
     ) -> None:
-        """The broker on ``log``'s home. Time is ``log.clock``; a ``clock`` given must be it."""
+        """The broker on ``log``'s home. Time is ``log.clock``; a ``clock`` given must be it.
+
+        ``key`` is the home's approval key, with which every permit is proven before anything is
+        sent (:class:`~workbench.permits.PermitCheck`); a broker opened with ``key=None`` (a
+        read-only handle) refuses every submit."""
         if clock is not None and clock is not log.clock:
             raise BrokerError("the paper broker must use its audit log's clock")
         self.log = log
+        self.permits = PermitCheck(log, key)
         self.market = market if market is not None else MarketData()
         self.config = config if config is not None else PaperConfig()
         self.store = PaperStore(log)
@@ -101,9 +108,13 @@ class PaperBroker:
         *,
         market: MarketData | None = None,
         config: PaperConfig | None = None,
+        with_key: bool = True,
     ) -> PaperBroker:
-        """The paper broker of the workbench home ``home_dir`` (closing it closes its log)."""
-        broker = cls(AuditLog(home.db_path(home_dir), clock=clock), market=market, config=config)
+        """The paper broker of the workbench home ``home_dir`` (closing it closes its log); with
+        ``with_key=False`` it never loads the approval key and refuses every submit."""
+        key = ApprovalKey(home_dir) if with_key else None
+        log = AuditLog(home.db_path(home_dir), clock=clock)
+        broker = cls(log, market=market, config=config, key=key)
         broker._owns_log = True
         return broker
 
@@ -125,9 +136,10 @@ class PaperBroker:
         row = AccountRow(cfg.account, cfg.currency, cfg.starting_cash, cfg.starting_cash)
         with self.log.transaction() as tx:
             self.store.open_account(tx, row, self.now())
-            payload = {"account": cfg.account, "currency": cfg.currency, "broker": self.label,
-                       "starting_cash": cfg.starting_cash, "config": cfg}  # fmt: skip
-            tx.append(EventType.PAPER_ACCOUNT_OPENED, payload, actor=ACTOR)
+            opened = PaperAccountOpened(account=cfg.account, currency=cfg.currency,
+                                        broker=self.label, starting_cash=cfg.starting_cash,
+                                        config=cfg)  # fmt: skip
+            tx.append(EventType.PAPER_ACCOUNT_OPENED, opened, actor=ACTOR)
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -205,24 +217,23 @@ class PaperBroker:
         return outcome
 
     def _submit(self, tx: Transaction, permit: SubmitPermit) -> SubmitAck | BrokerError:
-        problem = permit_problem(self.log, permit)
-        if problem is not None:
-            self._refuse(tx, permit, problem)
-            return PermitRefusedError(problem, proposal_id=permit.proposal_id)
         existing = self.store.parent_for(permit.proposal_id, permit.order_ref)
         if existing is not None:
             self._refuse(tx, permit, f"duplicate of order {existing.order.order_id}")
             return DuplicateOrderError(permit.proposal_id, existing.order.order_id)
-        state_problem = submitted_state_problem(self.log, permit.proposal_id)
-        if state_problem is not None:
-            self._refuse(tx, permit, state_problem)
-            return PermitRefusedError(state_problem, proposal_id=permit.proposal_id)
+        problem = self.permits.problem(permit, lambda: self._held(permit))
+        if problem is not None:
+            self._refuse(tx, permit, problem)
+            return PermitRefusedError(problem, proposal_id=permit.proposal_id)
         now, order_id = self.now(), f"PB{self.store.next_order_seq()}"
         reason = paper_checks.rejection(self, permit, now)
         if reason is not None:
             self._reject(tx, permit, order_id, reason, now)
             return OrderRejectedError(reason, proposal_id=permit.proposal_id)
         return self._accept(tx, permit, paper_checks.parent_order(permit, order_id, now), now)
+
+    def _held(self, permit: SubmitPermit) -> Decimal:
+        return self.store.book(permit.intent.account, permit.intent.symbol).quantity
 
     def _reject(
         self, tx: Transaction, permit: SubmitPermit, order_id: str, reason: str, now: datetime
@@ -231,9 +242,9 @@ class PaperBroker:
         try:
             order = paper_checks.parent_order(permit, order_id, now)
         except ValidationError:
-            payload = {"order": None, "order_ref": permit.order_ref, "message": reason,
-                       "broker": self.label}  # fmt: skip
-            advance(tx, permit.proposal_id, EventType.ORDER_REJECTED, payload, actor=ACTOR)
+            update = BrokerUpdate(order=None, fill=None, message=reason[:2000], broker=self.label,
+                                  cursor=None, order_ref=permit.order_ref)  # fmt: skip
+            advance(tx, permit.proposal_id, EventType.ORDER_REJECTED, update, actor=ACTOR)
             return
         rejected = order.model_copy(update={"status": OrderStatus.REJECTED, "reason": reason})
         self.store.insert_order(tx, rejected, now)
@@ -258,9 +269,9 @@ class PaperBroker:
                          children=children)  # fmt: skip
 
     def _refuse(self, tx: Transaction, permit: SubmitPermit, reason: str) -> None:
-        payload = {"status": "Refused", "reason": reason, "order_ref": permit.order_ref,
-                   "submitted_seq": permit.submitted_seq, "broker": self.label}  # fmt: skip
-        tx.append(EventType.BROKER_ORDER_UPDATED, payload, actor=ACTOR,
+        refused = PermitRefused(reason=reason[:2000], order_ref=permit.order_ref,
+                                submitted_seq=permit.submitted_seq, broker=self.label)  # fmt: skip
+        tx.append(EventType.PERMIT_REFUSED, refused, actor=ACTOR,
                   proposal_id=permit.proposal_id)  # fmt: skip
 
     # -- moving time -----------------------------------------------------------------------------
@@ -463,12 +474,12 @@ class PaperBroker:
         update = OrderUpdate(cursor=self.store.last_cursor() + 1, order=order, fill=fill,
                              message=message, time=self.now())  # fmt: skip
         self.store.insert_update(tx, update)
-        payload = {"order": order, "fill": fill, "message": message, "broker": self.label,
-                   "cursor": update.cursor}  # fmt: skip
-        is_parent = order.role is OrderRole.PARENT and order.proposal_id is not None
-        if is_parent and moves_lifecycle and order.proposal_id is not None:
+        recorded = BrokerUpdate(order=order, fill=fill, message=message, broker=self.label,
+                                cursor=update.cursor, order_ref=order.order_ref)  # fmt: skip
+        if order.proposal_id is None:
+            raise BrokerError(f"order {order.order_id} belongs to no proposal")
+        if order.role is OrderRole.PARENT and moves_lifecycle:
             event = PARENT_EVENTS[order.status]
-            advance(tx, order.proposal_id, event, payload, actor=ACTOR)
+            advance(tx, order.proposal_id, event, recorded, actor=ACTOR)
         else:
-            tx.append(EventType.BROKER_ORDER_UPDATED, payload, actor=ACTOR,
-                      proposal_id=order.proposal_id)  # fmt: skip
+            record_broker_update(tx, order.proposal_id, recorded, actor=ACTOR)

@@ -14,7 +14,6 @@ from pydantic import JsonValue
 
 from workbench.clock import require_aware
 from workbench.errors import RiskInputError
-from workbench.fastpath import trusted
 from workbench.intent_hash import intent_hash
 from workbench.models import (
     Decision,
@@ -113,12 +112,11 @@ def evaluate(
     state = trading_state if type(trading_state) is TradingState else TradingState(trading_state)
     context = Context(intent, sim, portfolio, market, policy, state, history, now)
     violations = _run_rules(context)
-    values = {
-        "decision": decide(violations),
-        "violations": violations,
-        "computed": _computed(context),
-        "policy_hash": context.facts.policy_hash,
-        "intent_hash": digest,
-        "evaluated_at": now,
-    }
-    return trusted(RiskDecision, values)  # from validated parts (its violations are models)
+    return RiskDecision.model_construct(  # from validated parts: no second validation
+        decision=decide(violations),
+        violations=violations,
+        computed=_computed(context),
+        policy_hash=context.facts.policy_hash,
+        intent_hash=digest,
+        evaluated_at=now,
+    )

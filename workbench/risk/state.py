@@ -5,17 +5,17 @@ The I/O side (reading and writing the audit log) is ``workbench.trading_state``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
+from workbench.events import CircuitBreakerTripped, KillSwitchActivated, KillSwitchReleased
 from workbench.models import TradingState
 from workbench.policy import CircuitBreakerConfig
 from workbench.risk.history import NavPoint, drawdown, trailing_peak
 
-# Event types (values of ``audit.EventType``) that carry a trading state in their payload.
+# Event types (values of ``events.EventType``) that carry a trading state.
 KILL_SWITCH_ACTIVATED = "KillSwitchActivated"
 KILL_SWITCH_RELEASED = "KillSwitchReleased"
 CIRCUIT_BREAKER_TRIPPED = "CircuitBreakerTripped"
@@ -24,39 +24,63 @@ STATE_EVENTS = (KILL_SWITCH_ACTIVATED, KILL_SWITCH_RELEASED, CIRCUIT_BREAKER_TRI
 
 @dataclass(frozen=True, slots=True)
 class StateChange:
-    """The trading state after one event, who set it and why."""
+    """The trading state after one event, who set it and why.
+
+    ``verified`` says whether releases were checked against the approval key (a keyless reader
+    reports the state as recorded); ``refused`` lists the seqs of releases that did not verify
+    and were ignored.
+    """
 
     state: TradingState
     reason: str
     by: str
     ts: str | None = None
     seq: int | None = None
+    verified: bool = True
+    refused: tuple[int, ...] = ()
 
 
 INITIAL = StateChange(TradingState.ACTIVE, "no trading-state event recorded", "workbench")
+StatePayload = KillSwitchActivated | KillSwitchReleased | CircuitBreakerTripped
 
 
-def state_of(type_: str, payload: Mapping[str, Any]) -> TradingState:
-    """The state one state event sets; a malformed event raises ValueError (never ACTIVE)."""
-    if type_ == CIRCUIT_BREAKER_TRIPPED:
+@dataclass(frozen=True, slots=True)
+class StateEvent:
+    """One trading-state event, typed, and whether its release MAC verified (releases only)."""
+
+    payload: StatePayload
+    ts: str | None
+    seq: int | None
+    mac_ok: bool = False
+
+
+def state_of(payload: StatePayload) -> TradingState:
+    """The state one state event sets."""
+    if isinstance(payload, CircuitBreakerTripped):
         return TradingState.HALTED
-    state = TradingState(str(payload["state"]))
-    if type_ == KILL_SWITCH_RELEASED and state is not TradingState.ACTIVE:
-        raise ValueError(f"a release must set ACTIVE, not {state}")
-    if type_ == KILL_SWITCH_ACTIVATED and state is TradingState.ACTIVE:
-        raise ValueError("an activation must set REDUCING or HALTED")
-    return state
+    if isinstance(payload, KillSwitchReleased):
+        return TradingState.ACTIVE
+    return payload.state
 
 
-def fold(events: Iterable[tuple[str, Mapping[str, Any], str | None, int | None]]) -> StateChange:
-    """The state after (type, payload, ts, seq) state events, oldest first; ACTIVE if none."""
-    current = INITIAL
-    for type_, payload, ts, seq in events:
-        if type_ not in STATE_EVENTS:
+def fold(events: Iterable[StateEvent], *, check_releases: bool) -> StateChange:
+    """The state after the state events, oldest first; ACTIVE if none.
+
+    With ``check_releases`` a release counts only if its MAC verified: one that does not is
+    ignored (the state stays) and reported in ``refused``. An activation to REDUCING never lifts
+    a HALT: only a release does.
+    """
+    current, refused = INITIAL, []
+    for event in events:
+        payload = event.payload
+        if isinstance(payload, KillSwitchReleased) and check_releases and not event.mac_ok:
+            refused.append(event.seq or 0)
             continue
-        state = state_of(type_, payload)
-        current = StateChange(state, str(payload.get("reason", "")), str(payload["by"]), ts, seq)
-    return current
+        state = state_of(payload)
+        if current.state is TradingState.HALTED and state is TradingState.REDUCING:
+            continue
+        current = StateChange(state, payload.reason, payload.by, event.ts, event.seq)
+    return replace(current, verified=check_releases, refused=tuple(refused))
 
 
 @dataclass(frozen=True, slots=True)
