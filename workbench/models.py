@@ -233,7 +233,7 @@ class PortfolioSnapshot(Frozen):
     maint_margin: NonNegativeAmount = Decimal(0)
     init_margin: NonNegativeAmount = Decimal(0)
     timestamp: AwareDatetime
-    broker: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    broker: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
     @model_validator(mode="after")
     def _positions_unique(self) -> Self:
@@ -250,8 +250,18 @@ class PortfolioSnapshot(Frozen):
         return sum((abs(p.market_value) for p in self.positions), Decimal(0))
 
 
+class QuoteFeed(StrEnum):
+    """Which market-data feed a broker quote came from (IB's market data types 1-4)."""
+
+    LIVE = "live"
+    FROZEN = "frozen"  # the last live quote while the market is closed
+    DELAYED = "delayed"  # no live subscription: IB's delayed data (usually 15 minutes)
+    DELAYED_FROZEN = "delayed-frozen"
+
+
 class MarketSnapshot(Frozen):
-    """A quote for one instrument at one moment. ``synthetic`` marks generated data."""
+    """A quote for one instrument at one moment. ``synthetic`` marks generated data; ``feed``
+    says which broker feed it came from (None: not a broker feed, e.g. the paper broker's)."""
 
     instrument: Instrument
     bid: Price | None = None
@@ -261,7 +271,8 @@ class MarketSnapshot(Frozen):
     avg_daily_volume: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
     timestamp: AwareDatetime
     synthetic: bool = False
-    source: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    feed: QuoteFeed | None = None
 
     @model_validator(mode="after")
     def _bid_not_above_ask(self) -> Self:

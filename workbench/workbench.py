@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from workbench import lifecycle, privacy, records, trading_state
 from workbench.approval import ApprovalGrant, Approvals
@@ -146,6 +147,7 @@ class Workbench:
     approvals: Approvals | None
     ids: Callable[[], str] = new_proposal_id
     _contexts: dict[str, _Context] = field(default_factory=dict, repr=False)
+    _owns_broker: bool = field(default=False, repr=False)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -160,33 +162,51 @@ class Workbench:
         ids: Callable[[], str] = new_proposal_id,
         bars_path: str | os.PathLike[str] | None = None,
         proposer_only: bool = False,
+        host: str | None = None,
+        port: int | None = None,
+        client_id: int | None = None,
     ) -> Workbench:
         """Open (or create) a home; load the policies strictly; connect the named broker.
 
         ``bars_path`` points the paper broker at the user's own daily bars instead of the
         seeded synthetic ones. ``proposer_only`` opens a read-and-propose handle (the MCP
-        server's): no approval key, no approvers, a broker that sends nothing."""
+        server's): no approval key, no approvers, a broker that sends nothing (IBKR: a
+        read-only connection). ``broker="ibkr"`` connects to IB Gateway/TWS as
+        ``policies/broker.yaml`` says, ``host``/``port``/``client_id`` overriding it; a live
+        port or account is refused before anything connects."""
         root = resolve_home(home)
         clock = clock or SystemClock()
         folder = resolve_policy_dir(policy_dir)
         policy, params = load_policy(folder), load_strategy_params(folder)
+        connection = Connection(host, port, client_id)
         log = AuditLog(db_path(root), clock)
+        made: Broker | None = None
         try:
             key = None if proposer_only else ApprovalKey(root)
-            chosen = (
-                broker if not isinstance(broker, str) else _make_broker(broker, log, bars_path, key)
-            )
+            if isinstance(broker, str):
+                made = _make_broker(broker, log, bars_path, key, folder, connection)
             authority = approvals = None
             if not proposer_only:
                 authority = Authority(log, root, clock)
                 approvals = Approvals(log, authority, clock, policy_dir=folder)
         except BaseException:
+            if made is not None:
+                made.close()
             log.close()
             raise
-        return cls(root, log, chosen, policy, params, clock, authority, approvals, ids)
+        chosen = made if made is not None else broker
+        assert not isinstance(chosen, str)
+        bench = cls(root, log, chosen, policy, params, clock, authority, approvals, ids)
+        bench._owns_broker = isinstance(broker, str)
+        return bench
 
     def close(self) -> None:
-        self.log.close()
+        """Close the broker the workbench opened (an IBKR session disconnects), then the log."""
+        try:
+            if self._owns_broker:
+                self.broker.close()
+        finally:
+            self.log.close()
 
     def __enter__(self) -> Workbench:
         return self
@@ -657,16 +677,63 @@ def _proposed(intent: OrderIntent, broker: str) -> OrderProposed:
     return OrderProposed.model_construct(intent=intent, intent_hash=digest, broker=broker)
 
 
+@dataclass(frozen=True)
+class Connection:
+    """Where to reach IB Gateway/TWS, over ``policies/broker.yaml`` (None: as the file says)."""
+
+    host: str | None = None
+    port: int | None = None
+    client_id: int | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.host, self.port, self.client_id))
+
+
 def _make_broker(
-    name: str, log: AuditLog, bars_path: str | os.PathLike[str] | None, key: ApprovalKey | None
+    name: str,
+    log: AuditLog,
+    bars_path: str | os.PathLike[str] | None,
+    key: ApprovalKey | None,
+    policy_dir: Path,
+    connection: Connection,
 ) -> Broker:
     if name == "paper":
         from workbench.brokers.paper import PaperBroker
         from workbench.marketdata import CsvBars, MarketData
 
+        if connection.given:
+            raise ConfigError("host, port and client id are for the IBKR broker (--broker ibkr)")
         market = MarketData(CsvBars(Path(bars_path))) if bars_path else None
         return PaperBroker(log, market=market, key=key)
-    raise ConfigError(f"unknown broker {name!r}: choose 'paper' (IBKR comes with its adapter)")
+    if name == "ibkr":
+        if bars_path:
+            raise ConfigError("a bars file is for the paper broker: IBKR's daily bars come from IB")
+        return _connect_ibkr(log, key, policy_dir, connection)
+    raise ConfigError(f"unknown broker {name!r}: choose 'paper' or 'ibkr'")
+
+
+def _connect_ibkr(
+    log: AuditLog, key: ApprovalKey | None, policy_dir: Path, connection: Connection
+) -> Broker:
+    from workbench.broker_policy import load_broker_policy, paper_only
+
+    policy = load_broker_policy(policy_dir)
+    try:
+        settings = policy.ibkr.with_overrides(
+            host=connection.host, port=connection.port, client_id=connection.client_id
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"bad IBKR connection: {problems}") from None
+    paper_only(settings)  # a live port or account: refused before ib_async is even imported
+    try:
+        from workbench.brokers.ibkr import IbkrBroker
+    except ImportError as exc:
+        raise ConfigError(
+            f"the IBKR broker needs ib_async ({exc.name} is missing): pip install 'workbench[ibkr]'"
+        ) from None
+    return IbkrBroker.connect(log, settings, key=key, config_hash=policy.digest)
 
 
 _PROPOSAL_VIEW_TYPES = (

@@ -1,4 +1,4 @@
-"""The log check of tests/testing/conftest.py fails a test whose client logged a decoder error,
+"""The log check of tests/testing/logcheck.py fails a test whose client logged a decoder error,
 and lets it pass when the test names that line with ``allow_ib_log``."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_a_decoder_error_fails_the_test_unless_allowed(tmp_path: Path) -> None:
     the one that allows the line passes."""
     package = tmp_path / "testing"
     package.mkdir()
-    for name in ("__init__.py", "conftest.py", "gwkit.py"):
+    for name in ("__init__.py", "conftest.py", "gwkit.py", "logcheck.py"):
         shutil.copy(HERE / name, package / name)
     (package / "test_garbled.py").write_text(GARBLED)
     run = subprocess.run(
