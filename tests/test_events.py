@@ -20,6 +20,7 @@ from workbench.events import (
     ApprovalCredentialRefused,
     ApproverAdded,
     ApproverRemoved,
+    BrokerConnected,
     CircuitBreakerTripped,
     DailyRun,
     KillSwitchActivated,
@@ -63,6 +64,16 @@ UNGUARDED: dict[EventType, Frozen] = {
         starting_cash=Decimal(1),
         config=PaperConfig(),
     ),
+    EventType.BROKER_CONNECTED: BrokerConnected(
+        broker="IBKR paper account DU1234567 via 127.0.0.1:4002",
+        account="DU1234567",
+        endpoint="127.0.0.1:4002",
+        client_id=17,
+        server_version=176,
+        test_gateway=False,
+        read_only=False,
+        config_hash="ef" * 32,
+    ),  # fmt: skip
     EventType.DAILY_RUN_STARTED: DailyRun(as_of=date(2026, 11, 18), detail=""),
     EventType.DAILY_RUN_FINISHED: DailyRun(as_of=date(2026, 11, 18), detail="ok"),
     EventType.APPROVAL_CREDENTIAL_REFUSED: ApprovalCredentialRefused(

@@ -20,6 +20,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     field_serializer,
+    model_serializer,
     model_validator,
 )
 
@@ -279,6 +280,15 @@ class MarketSnapshot(Frozen):
         if self.bid is not None and self.ask is not None and self.bid > self.ask:
             raise ValueError(f"bid: bid {self.bid} is above ask {self.ask}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _feed_only_when_known(self, handler: SerializerFunctionWrapHandler) -> object:
+        """A quote that is not from a broker feed serialises as it did before ``feed`` existed
+        (the canonical bytes of the paper broker's quotes do not change)."""
+        data = handler(self)
+        if self.feed is None and isinstance(data, dict):
+            data.pop("feed", None)
+        return data
 
     @property
     def mid(self) -> Decimal | None:

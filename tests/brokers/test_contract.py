@@ -38,6 +38,8 @@ from workbench.models import (
 )
 from workbench.sessions import xnys
 
+pytestmark = pytest.mark.usefixtures("ib_log_check")  # the IBKR adapter talks to the gateway
+
 SATURDAY = datetime(2026, 11, 21, 15, 30, tzinfo=UTC)
 THANKSGIVING = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
 

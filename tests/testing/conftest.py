@@ -12,9 +12,14 @@ from collections.abc import Iterator
 import pytest
 from ib_async import IB, Contract, Stock
 
-from testing.gwkit import START, connect
-from testing.logcheck import ib_log_check, pytest_configure, pytest_runtest_call  # noqa: F401
+from testing.gwkit import START, LogCatcher, connect
 from workbench.testing import Gateway, GatewayConfig
+
+
+@pytest.fixture(autouse=True)
+def gateway_log_checked(ib_log_check: LogCatcher) -> LogCatcher:
+    """Every gateway test runs under the log check (``testing.logcheck``)."""
+    return ib_log_check
 
 
 @pytest.fixture

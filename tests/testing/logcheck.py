@@ -2,8 +2,8 @@
 ib_async decoder error, "unknown message"/parse failure, request time-out, ``Unknown reqId`` /
 ``No order found`` line, or any error logged by the gateway, the IBKR adapter or asyncio.
 
-A conftest turns it on for its folder by importing its three names:
-``from testing.logcheck import ib_log_check, pytest_configure, pytest_runtest_call``.
+The root conftest registers the hook and the fixture; a test (or a folder's autouse fixture) turns
+the check on by using the ``ib_log_check`` fixture (``pytest.mark.usefixtures``).
 A test that provokes such a line on purpose names it: ``@pytest.mark.allow_ib_log("text")``.
 """
 
@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def ib_log_check(request: pytest.FixtureRequest) -> Iterator[LogCatcher]:
     """Collect warnings and errors from ib_async, the gateway, the adapter and asyncio."""
     catcher = LogCatcher()

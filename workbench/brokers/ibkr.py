@@ -346,8 +346,9 @@ class IbkrBroker:
                 f"IB has not acknowledged the order ({why}): it may be working; nothing is"
                 " re-sent (`workbench reconcile`)", proposal_id=permit.proposal_id,
             )  # fmt: skip
-        if answered and not immediate and not self.session.lost:
-            self.settle()  # a marketable order's fill came with its acknowledgement
+        rejected = rows[0].order.status is OrderStatus.REJECTED
+        if answered and (rejected or not immediate) and not self.session.lost:
+            self.settle()  # what came with the answer: a marketable order's fill, a leg's reject
             rows = [self._row(i) for i in ids]
         parent = rows[0].order
         if parent.status is OrderStatus.REJECTED:
