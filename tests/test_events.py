@@ -73,7 +73,7 @@ UNGUARDED: dict[EventType, Frozen] = {
         test_gateway=False,
         read_only=False,
         config_hash="ef" * 32,
-    ),  # fmt: skip
+    ),
     EventType.DAILY_RUN_STARTED: DailyRun(as_of=date(2026, 11, 18), detail=""),
     EventType.DAILY_RUN_FINISHED: DailyRun(as_of=date(2026, 11, 18), detail="ok"),
     EventType.APPROVAL_CREDENTIAL_REFUSED: ApprovalCredentialRefused(

@@ -51,6 +51,7 @@ PARENT_EVENTS = {
 NOTES = frozenset({399, 404, 10167, 10349, 161, 10147, 10148, *range(2100, 2200)})
 CANCELLED_CODES = frozenset({202})
 AVG_QUANTUM = Decimal("0.0001")
+BATCH = 256  # facts recorded in one transaction at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,20 +153,35 @@ class Recorder:
     # -- the recorder thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            fact = self._queue.get()
-            if fact is None:
-                return
-            if isinstance(fact, Marker):
-                fact.done.set()
-                continue
-            try:
-                with self.log.transaction() as tx:
-                    self._apply(tx, fact)
-            except Exception:  # a fact that cannot be recorded must be seen, never swallowed
-                log.exception("could not record %r", fact)
+        running = True
+        while running:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get())
+            facts = [f for f in batch if f is not None and not isinstance(f, Marker)]
+            if facts:
+                self._record_all(facts)
+            for item in batch:
+                if isinstance(item, Marker):
+                    item.done.set()
+            running = None not in batch
             with self._changed:
                 self._changed.notify_all()
+
+    def _record_all(self, facts: list[Fact]) -> None:
+        """Everything that came together in one transaction (one fsync); should one fact fail,
+        each is recorded on its own, so only that one is lost, and it is logged as an error."""
+        try:
+            with self.log.transaction() as tx:
+                for fact in facts:
+                    self._apply(tx, fact)
+            return
+        except Exception:
+            if len(facts) == 1:
+                log.exception("could not record %r", facts[0])
+                return
+        for fact in facts:
+            self._record_all([fact])
 
     def _apply(self, tx: Transaction, fact: Fact) -> None:
         sent = self.store.by_ib_key(fact.client_id, fact.ib_order_id)

@@ -75,7 +75,7 @@ class IbSession:
         self._facts = facts
         self._on_lost = on_lost
         self._closing = False
-        self._awaiting: dict[str, Fill] = {}
+        self._awaiting: dict[str, float] = {}  # execId -> when it came without its commission
         self._refetching = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -253,8 +253,9 @@ class IbSession:
             self._facts(ErrorFact(self.settings.client_id, req_id, code, message))
 
     def _on_execution(self, trade: Trade, fill: Fill) -> None:
-        self._awaiting[fill.execution.execId] = fill
-        self._loop.call_later(COMMISSION_GRACE, self._check_commissions)
+        if not fill.commissionReport.execId:  # its report has not come (yet)
+            self._awaiting[fill.execution.execId] = self._loop.time()
+            self._loop.call_later(COMMISSION_GRACE, self._check_commissions)
 
     def _on_commission(self, trade: Trade, fill: Fill, report: CommissionReport) -> None:
         ex = fill.execution
@@ -275,21 +276,27 @@ class IbSession:
         """An execution still without its commission report (IB sent the report before the
         execution, and ib_async dropped it): ask IB for the executions again, which re-sends
         every commission report of the day (recorded once each, by execId)."""
-        if not self._awaiting or self._refetching or self.ib is None or not self.ib.isConnected():
+        due = self._loop.time() - COMMISSION_GRACE
+        late = sorted(e for e, since in self._awaiting.items() if since <= due)
+        if not late or self._refetching or self.ib is None or not self.ib.isConnected():
             return
-        log.warning("no commission report yet for %s: asking IB for the executions again",
-                    ", ".join(sorted(self._awaiting)))  # fmt: skip
+        log.warning("no commission report for %s after %.0fs: asking IB for the executions again",
+                    ", ".join(late), COMMISSION_GRACE)  # fmt: skip
         self._refetching = True
-        task = asyncio.ensure_future(self._refetch())
+        task = asyncio.ensure_future(self._refetch(late))
         task.add_done_callback(lambda _t: setattr(self, "_refetching", False))
 
-    async def _refetch(self) -> None:
+    async def _refetch(self, late: list[str]) -> None:
         assert self.ib is not None
         wanted = ExecutionFilter(clientId=self.settings.client_id)
         try:
             await asyncio.wait_for(self.ib.reqExecutionsAsync(wanted), COMMISSION_GRACE * 10)
         except (TimeoutError, ConnectionError) as exc:
             log.error("could not ask IB for the executions again: %r", exc)
+            return
+        missing = [e for e in late if self._awaiting.pop(e, None) is not None]
+        if missing:  # a fill the log cannot hold without its commission: seen, never guessed
+            log.error("IB sent no commission report for %s: not recorded", ", ".join(missing))
 
     def _on_disconnected(self) -> None:
         if not self._closing:
