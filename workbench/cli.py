@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from workbench import __version__, cli_format, fmt, privacy, trading_state
 from workbench.audit import AuditLog
@@ -20,6 +21,9 @@ from workbench.authority import Authority, Credential
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import HOME_ENV, POLICY_ENV, db_path, resolve_home, resolve_policy_dir
 from workbench.models import TradingState
+
+if TYPE_CHECKING:
+    from workbench.workbench import Workbench
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
@@ -44,6 +48,18 @@ def _fails_cleanly(handler: Handler) -> Handler:
 
 def _open_log(args: argparse.Namespace) -> AuditLog:
     return AuditLog(db_path(args.home))
+
+
+def _open(args: argparse.Namespace) -> Workbench:
+    """The facade on the home, policies and broker the command line names (for IBKR: the
+    connection in policies/broker.yaml, with --host, --port and --client-id over it)."""
+    from workbench.workbench import Workbench
+
+    return Workbench.open(args.home, args.broker, policy_dir=args.policy_dir, **_connection(args))
+
+
+def _connection(args: argparse.Namespace) -> dict[str, Any]:
+    return {"host": args.host, "port": args.port, "client_id": args.client_id}
 
 
 def _secret(prompt: str, from_stdin: bool) -> str:
@@ -107,9 +123,8 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the home, the broker, the trading state, the chain head and proposals by state."""
-    from workbench.workbench import Workbench
 
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         status = wb.status()
     print(f"home: {status['home']}")
     print(f"broker: {status['broker']} (account {status['account']})")
@@ -145,10 +160,9 @@ def cmd_reduce(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_resume(args: argparse.Namespace) -> int:
     """Return trading to ACTIVE: a registered approver, with their passphrase, and a reason."""
-    from workbench.workbench import Workbench
 
     credential = _credential(args.approver, args.passphrase_stdin)
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         wb.resume(args.reason, credential)
         state = wb.trading_state()
     print(f"trading state: {state.value} by {args.approver}: {args.reason}")
@@ -208,10 +222,9 @@ def cmd_approver_list(args: argparse.Namespace) -> int:
 def cmd_proposals(args: argparse.Namespace) -> int:
     """List proposals with their decision, blocking reasons and state (fits 100 columns)."""
     from workbench.lifecycle import OrderState
-    from workbench.workbench import Workbench
 
     states = [OrderState(args.state)] if args.state else None
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         frame = wb.proposals(states=states)
         currency = wb.portfolio(record=False).currency
     if args.wide:
@@ -226,9 +239,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
     """Approve a proposal with your passphrase; prints the one-time token once."""
     from workbench.ticket_source import ticket_for
     from workbench.ticket_view import to_text
-    from workbench.workbench import Workbench
 
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         # The order as the approver must see it, before anything is asked of them.
         print(to_text(ticket_for(wb, args.proposal_id), cli_format.terminal_width()), flush=True)
         credential = _credential(args.approver, args.passphrase_stdin)
@@ -245,10 +257,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_reject(args: argparse.Namespace) -> int:
     """Reject a proposal with your passphrase and a reason."""
-    from workbench.workbench import Workbench
 
     credential = _credential(args.approver, args.passphrase_stdin)
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         wb.reject(args.proposal_id, credential, args.reason)
     print(f"rejected {args.proposal_id}")
     return EXIT_OK
@@ -258,10 +269,9 @@ def cmd_reject(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     """Send an approved proposal with its one-time token (``--token -`` reads it from stdin)."""
     from workbench.ticket_source import ticket_for
-    from workbench.workbench import Workbench
 
     token = sys.stdin.readline().strip() if args.token == "-" else args.token
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         state = wb.submit(args.proposal_id, token)
         done = ticket_for(wb, args.proposal_id).execution
         print(cli_format.submit_text(args.proposal_id, wb.label, state.value, done))
@@ -271,9 +281,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel a working order, or withdraw a proposal not yet sent (allowed while HALTED)."""
-    from workbench.workbench import Workbench
 
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         state = wb.cancel(args.proposal_id, actor=args.by or _os_user())
     print(f"{args.proposal_id}: {state.value}")
     return EXIT_OK
@@ -282,9 +291,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Report proposals whose token was spent but that the broker never received."""
-    from workbench.workbench import Workbench
 
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         stuck = wb.reconcile()
     if not stuck:
         print("reconciled: every submitted proposal is known to the broker")
@@ -362,6 +370,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
         universe=args.universe,
         bars_path=Path(args.bars) if args.bars else None,
         progress=sys.stderr.isatty(),
+        **_connection(args),
     )
     print(f"report: {run.notebook}")
     if run.html:
@@ -401,7 +410,20 @@ def _common() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=None,
         help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
     )
-    full.add_argument("--broker", default="paper", choices=["paper"], help="broker (paper)")
+    full.add_argument(
+        "--broker",
+        default="paper",
+        choices=["paper", "ibkr"],
+        help="paper (simulated, the default) or ibkr (an IBKR paper account via IB Gateway/TWS)",
+    )
+    ibkr = full.add_argument_group("IBKR connection (--broker ibkr; default: policies/broker.yaml)")
+    ibkr.add_argument("--host", default=None, help="IB Gateway/TWS host (127.0.0.1)")
+    ibkr.add_argument(
+        "--port", type=int, default=None, help="API port: 4002 IB Gateway paper, 7497 TWS paper"
+    )
+    ibkr.add_argument(
+        "--client-id", type=int, default=None, help="API client id, unique per connection"
+    )
     return home, full
 
 

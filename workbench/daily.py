@@ -254,8 +254,12 @@ def open_for_day(
     home: str = "",
     policy_dir: str = "",
     bars_path: str = "",
+    host: str | None = None,
+    port: int | None = None,
+    client_id: int | None = None,
 ) -> tuple[Workbench, date, Path]:
-    """The notebook's parameters turned into an open workbench, the day and the policies folder."""
+    """The notebook's parameters turned into an open workbench, the day and the policies folder
+    (``host``/``port``/``client_id``: the IBKR connection over policies/broker.yaml)."""
     day = parse_as_of(as_of) or market_today()
     policies = resolve_policy_dir(policy_dir or None)
     wb = Workbench.open(
@@ -264,6 +268,9 @@ def open_for_day(
         policy_dir=policies,
         clock=clock_for(day),
         bars_path=bars_path or None,
+        host=host,
+        port=port,
+        client_id=client_id,
     )
     return wb, day, policies
 
@@ -301,6 +308,9 @@ def run_notebook(
     universe: str = "",
     bars_path: Path | None = None,
     progress: bool = False,
+    host: str | None = None,
+    port: int | None = None,
+    client_id: int | None = None,
 ) -> NotebookRun:
     """Execute the daily notebook into ``<home>/<as_of>/`` and write its code-free HTML.
 
@@ -322,6 +332,9 @@ def run_notebook(
         "signals_path": str(signals_path) if signals_path else "",
         "universe": universe,
         "bars_path": str(bars_path) if bars_path else "",
+        "host": host,
+        "port": port,
+        "client_id": client_id,
     }
     error = None
     try:

@@ -60,11 +60,15 @@ class Lab:
         policy_dir: str = "",
         signals_path: str | None = None,
         clock_at: str = "",
+        host: str | None = None,
+        port: int | None = None,
+        client_id: int | None = None,
     ) -> Lab:
         """Open the home read-mostly and build today's intents from targets or signals."""
         clock = replay_clock(clock_at) if clock_at else SystemClock()
         policies = resolve_policy_dir(policy_dir or None)
-        wb = Workbench.open(home or None, broker, policy_dir=policies, clock=clock)
+        wb = Workbench.open(home or None, broker, policy_dir=policies, clock=clock,
+                            host=host, port=port, client_id=client_id)  # fmt: skip
         day = clock.now().astimezone(NEW_YORK).date()
         portfolio = wb.portfolio(record=False)
         intents = propose_intents(

@@ -341,9 +341,18 @@ class ApprovalPanel:
 
 
 def open_panel(
-    *, home: str = "", broker: str = "paper", policy_dir: str = "", clock_at: str = ""
+    *,
+    home: str = "",
+    broker: str = "paper",
+    policy_dir: str = "",
+    clock_at: str = "",
+    host: str | None = None,
+    port: int | None = None,
+    client_id: int | None = None,
 ) -> ApprovalPanel:
-    """The panel over the home the approver names (the notebook's parameters)."""
+    """The panel over the home the approver names (the notebook's parameters; ``host``,
+    ``port`` and ``client_id`` name the IBKR connection over policies/broker.yaml)."""
     clock = replay_clock(clock_at) if clock_at else SystemClock()
-    wb = Workbench.open(home or None, broker, policy_dir=policy_dir or None, clock=clock)
+    wb = Workbench.open(home or None, broker, policy_dir=policy_dir or None, clock=clock,
+                        host=host, port=port, client_id=client_id)  # fmt: skip
     return ApprovalPanel(wb)
