@@ -90,6 +90,7 @@ def test_daily_approve_submit_on_ibkr_from_the_command_line(
     report = Path(daily.stdout.split("report:")[1].split()[0])
     html = report.with_suffix(".html").read_text()
     assert f"{label} (loopback TEST gateway, synthetic prices)" in html
+    assert "synthetic (seeded)" not in html  # that is the paper broker's data
     outputs = [
         o.get("text", "") for c in nbformat.read(report, 4).cells for o in c.get("outputs", [])
     ]

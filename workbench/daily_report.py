@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from workbench import fmt, report_style
+from workbench.brokers.base import PAPER_LABEL
 from workbench.daily import TITLE_KEY, CycleReport
 from workbench.ticket_view import badge
 
@@ -59,7 +60,9 @@ def _header(r: CycleReport) -> list[object]:
     else:
         chain = f"{badge('BROKEN', '#b3261e')} at {html.escape(r.chain_problem)}"
     state_colour = STATE_COLOURS.get(r.trading_state, "#555")
-    synthetic = " · market data <b>synthetic (seeded)</b>" if "paper" in r.broker else ""
+    # The paper broker's quotes are seeded synthetic data; an IBKR label says for itself when its
+    # prices are synthetic (the loopback test gateway), and "IBKR paper account" is not that.
+    synthetic = " · market data <b>synthetic (seeded)</b>" if r.broker == PAPER_LABEL else ""
     rows = [
         (
             "Date",

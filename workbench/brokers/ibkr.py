@@ -17,6 +17,7 @@ round trip, so a fill that came at once is recorded too). A 201 reject raises wi
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import date, datetime
 from decimal import Decimal
@@ -308,8 +309,14 @@ class IbkrBroker:
         if child is not None:
             orders.append(child)
         sent = [SentOrder(client, i, None, False, now, o) for i, o in zip(ids, orders, strict=True)]
-        for row in sent:
-            self.store.insert_sent(tx, row)
+        try:
+            for row in sent:
+                self.store.insert_sent(tx, row)
+        except sqlite3.IntegrityError:
+            raise BrokerError(
+                f"IB gave order ids {ids} that this home already used for client {client}: was"
+                " the API order-id sequence reset in TWS? Use another --client-id"
+            ) from None
         return sent
 
     def _send(self, permit: SubmitPermit, sent: list[SentOrder]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -53,6 +54,19 @@ TEST_GATEWAY_MARK = "loopback-test-gateway"
 FARM_NOTICES = frozenset({2104, 2106, 2158})
 CONNECTIVITY = frozenset({1100, 1101, 1102})
 COMMISSION_GRACE = 1.0  # seconds an execution may wait for its commission report
+
+
+def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
+    """An ib_async callback that logs its own failure as an error (never lost in eventkit)."""
+
+    @functools.wraps(handler)
+    def run(*args: Any) -> None:
+        try:
+            handler(*args)
+        except Exception:
+            log.exception("the IBKR adapter failed to handle %s", handler.__name__)
+
+    return run
 
 
 class IbSession:
@@ -237,6 +251,7 @@ class IbSession:
 
     # -- ib_async callbacks (on the IB thread): facts for the recorder -----------------------
 
+    @_guarded
     def _on_status(self, trade: Trade) -> None:
         if trade.log and trade.log[-1].errorCode:
             return  # ib_async's own verdict on an error: the error itself is the fact
@@ -244,6 +259,7 @@ class IbSession:
         perm = status.permId or order.permId or None
         self._facts(StatusFact(order.clientId, order.orderId, perm, status.status))
 
+    @_guarded
     def _on_error(self, req_id: int, code: int, message: str, _contract: object) -> None:
         if code in FARM_NOTICES and TEST_GATEWAY_MARK in message:
             self.test_gateway = True
@@ -252,11 +268,13 @@ class IbSession:
         if req_id > 0:
             self._facts(ErrorFact(self.settings.client_id, req_id, code, message))
 
+    @_guarded
     def _on_execution(self, trade: Trade, fill: Fill) -> None:
         if not fill.commissionReport.execId:  # its report has not come (yet)
             self._awaiting[fill.execution.execId] = self._loop.time()
             self._loop.call_later(COMMISSION_GRACE, self._check_commissions)
 
+    @_guarded
     def _on_commission(self, trade: Trade, fill: Fill, report: CommissionReport) -> None:
         ex = fill.execution
         self._awaiting.pop(ex.execId, None)
@@ -298,6 +316,7 @@ class IbSession:
         if missing:  # a fill the log cannot hold without its commission: seen, never guessed
             log.error("IB sent no commission report for %s: not recorded", ", ".join(missing))
 
+    @_guarded
     def _on_disconnected(self) -> None:
         if not self._closing:
             self.lost = True
