@@ -121,6 +121,8 @@ def test_approve_then_submit_in_browser_fills_on_the_ibkr_paper_account(
         assert "order FILLED" in said and "WORKING" in said, said
         ticket = page.locator(".wb-detail .wb-ticket")
         expect(ticket.locator(".wb-ticket-exec")).to_contain_text("stop SELL 10 SPY STP")
+        # Nothing on the kernel's stderr: no ib_async error, time-out or traceback in the panel.
+        expect(page.locator("[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
         screenshot(page, "approvals-ibkr.png")
     assert {r.fields["orderRef"] for r in gateway.received("placeOrder")} == {f"wb:{proposal_id}"}
     assert len(gateway.executions()) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import getpass
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -551,7 +552,19 @@ def _warn_if_readable(args: argparse.Namespace) -> None:
               f" refused until `workbench doctor --fix-permissions`)", file=sys.stderr)  # fmt: skip
 
 
+def _library_logs() -> None:
+    """ib_async's own warnings reach the terminal named as its, not as bare lines."""
+    logger = logging.getLogger("ib_async")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _library_logs()
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     _warn_if_readable(args)

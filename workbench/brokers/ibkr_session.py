@@ -119,6 +119,8 @@ class IbSession:
         except concurrent.futures.TimeoutError as exc:
             future.cancel()
             raise BrokerError(f"IB did not answer {what} within {limit:.0f}s") from exc
+        except BrokerError:
+            raise  # already said in the workbench's words
         except ConnectionError as exc:
             raise BrokerUnavailableError(f"{what}: the connection to IB dropped ({exc})") from exc
 
