@@ -155,7 +155,8 @@ class RiskPolicy(Config):
 
 
 class CircuitBreakerConfig(Config):
-    """Trip HALTED when NAV falls this fraction below its trailing one-day peak."""
+    """Trip HALTED when NAV falls this fraction below the trading day's peak (the NAV at the
+    previous session's close on the exchange calendar, and every NAV since)."""
 
     enabled: StrictBool
     max_1d_drawdown_pct: Fraction
