@@ -27,7 +27,15 @@ from yaml.nodes import MappingNode
 
 from workbench import canonical
 from workbench.errors import ConfigError
-from workbench.models import Currency, Exchange, InstrumentType, OrderType, Symbol
+from workbench.models import (
+    MAX_QUANTITY_PLACES,
+    Currency,
+    Exchange,
+    InstrumentType,
+    OrderType,
+    Symbol,
+    decimal_places,
+)
 
 RISK_POLICY_FILE = "risk_policy.yaml"
 STRATEGY_PARAMS_FILE = "strategy_params.yaml"
@@ -53,13 +61,40 @@ class Config(BaseModel):
 # -- risk policy ---------------------------------------------------------------------------------
 
 
+WHOLE = Decimal(1)
+SizeIncrement = Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)]
+
+
 class InstrumentRules(Config):
-    """R4: what may be traded at all."""
+    """R4: what may be traded at all; and in what size steps (whole units unless listed)."""
 
     allowed_types: frozenset[InstrumentType]
     allowed_exchanges: frozenset[Exchange]
     allowed_currencies: frozenset[Currency]
     restricted_symbols: frozenset[Symbol]
+    fractional_quantities: dict[Symbol, SizeIncrement]
+
+    @model_validator(mode="after")
+    def _increments_are_sane(self) -> Self:
+        for symbol, step in self.fractional_quantities.items():
+            if decimal_places(step) > MAX_QUANTITY_PLACES:
+                raise ValueError(f"fractional_quantities.{symbol}: {step} is finer than 1e-8")
+        return self
+
+    def size_increment(self, symbol: str) -> Decimal:
+        """The smallest step an order in ``symbol`` may take: 1 (whole units) unless listed."""
+        return self.fractional_quantities.get(symbol, WHOLE)
+
+    def size_problem(self, symbol: str, quantity: Decimal) -> str | None:
+        """Why ``quantity`` of ``symbol`` is not a whole number of its increments (None: it is)."""
+        step = self.size_increment(symbol)
+        if quantity % step == 0:
+            return None
+        unit = "whole units" if step == WHOLE else f"steps of {step:f}"
+        return (
+            f"{symbol}: quantity {quantity:f} is not in {unit} (fractions only where"
+            " risk_policy.yaml instruments.fractional_quantities allows them)"
+        )
 
 
 class OrderRules(Config):

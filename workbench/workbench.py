@@ -227,10 +227,11 @@ class Workbench:
         results = []
         for intent in intents:
             try:
+                self._check_account(intent)
                 quote = quotes.get(intent.symbol) or self.broker.market_snapshot(intent.instrument)
                 quotes[intent.symbol] = quote
                 sim = simulate_impact(intent, portfolio, quote, self.params.costs)
-            except (SimulationError, MarketDataError) as exc:
+            except (SimulationError, MarketDataError, ProposalError) as exc:
                 results.append(WhatIf(intent, None, None, str(exc)))
                 continue
             decision = gate_evaluate(intent, sim, portfolio, quote, policy, state, history, now)
@@ -568,8 +569,13 @@ class Workbench:
             )
 
     def _check_account(self, intent: OrderIntent) -> None:
+        """The door: our account, and a size in the instrument's increments (whole units unless
+        the policy allows fractions for it); refused before anything is recorded."""
         if intent.account != self.account:
             raise ProposalError(f"intent is for account {intent.account}, not {self.account}")
+        problem = self.policy.instruments.size_problem(intent.symbol, intent.quantity)
+        if problem is not None:
+            raise ProposalError(problem)
 
     def _refuse_when_halted(self, intent: OrderIntent) -> None:
         change = trading_state.current(self.log)
