@@ -32,8 +32,9 @@ from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, op
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
-from workbench.home import db_path
+from workbench.home import db_path, replay_home
 from workbench.lifecycle import OrderState
+from workbench.replay import NEW_YORK
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -197,9 +198,15 @@ def page(browser: Browser) -> Iterator[Page]:
 # -- the scenario's parts --------------------------------------------------------------------
 
 
+def sandbox(home: Path) -> Path:
+    """The replay sandbox the panel's replay clock (``clock_at``) opens: never the live home."""
+    return replay_home(home, TRADING_NOW.astimezone(NEW_YORK).date())
+
+
 def pending_proposal(home: Path) -> str:
-    """A registered approver and one SPY limit buy awaiting approval, made by the real facade."""
-    with open_wb(home, FixedClock(TRADING_NOW)) as wb:
+    """A registered approver and one SPY limit buy awaiting approval, made by the real facade
+    in the sandbox of the replayed day."""
+    with open_wb(sandbox(home), FixedClock(TRADING_NOW)) as wb:
         add_approver(wb)
         outcome = wb.run(intent(wb, "SPY"), actor="test")
     assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
@@ -257,7 +264,7 @@ def status(page: Page, text: str) -> str:
 
 def event_types(home: Path, proposal_id: str) -> list[str]:
     """The audit log's event types for one proposal, oldest first."""
-    with AuditLog(db_path(home), FixedClock(TRADING_NOW)) as log:
+    with AuditLog(db_path(sandbox(home)), FixedClock(TRADING_NOW)) as log:
         return [str(e.type) for e in log.events(proposal_id=proposal_id)]
 
 

@@ -224,11 +224,16 @@ class Transaction:
 class AuditLog:
     """The hash-chained event log of one workbench home."""
 
-    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None, *, read_only: bool = False) -> None:
+        """The log in ``path`` (created if missing), or, ``read_only``, an existing one opened
+        for reading only (a read-only copy included): every write then fails."""
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
-        self.conn = db.connect(self.path)
-        db.migrate(self.conn, "audit", SCHEMA_MIGRATIONS)
+        if read_only:
+            self.conn = db.connect_read_only(self.path)
+        else:
+            self.conn = db.connect(self.path)
+            db.migrate(self.conn, "audit", SCHEMA_MIGRATIONS)
         self.db = sqlite_utils.Database(self.conn)
         self._tx: Transaction | None = None
         self._depth = 0

@@ -14,6 +14,33 @@ BUSY_TIMEOUT_MS = 30_000
 Migration = tuple[str, Sequence[str]]
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open an existing database for reading only; it works on a read-only copy (an archive, a
+    read-only mount) too. A copy whose write-ahead log cannot be read is refused, never read
+    without its newest events."""
+    if not path.is_file():
+        raise AuditError(f"no workbench database at {path}")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        pass  # a read-only folder: SQLite cannot make the WAL index it reads through
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise AuditError(
+            f"{path} is read-only and its write-ahead log {wal.name} holds events not yet merged:"
+            " copy the home somewhere writable to read it"
+        )
+    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"  # nobody can write a read-only copy
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise AuditError(f"cannot read the workbench database {path}: {exc}") from exc
+    return conn
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open ``path`` in autocommit mode (transactions are explicit), WAL, synchronous=FULL."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,13 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from workbench.clock import SystemClock, replay_clock
-from workbench.daily import NEW_YORK, propose_intents
+from workbench.clock import Clock, SystemClock
+from workbench.daily import propose_intents
 from workbench.errors import ConfigError
 from workbench.home import resolve_policy_dir
 from workbench.models import OrderIntent
 from workbench.policy import RiskPolicy
+from workbench.replay import NEW_YORK, replay_at
 from workbench.workbench import Outcome, Workbench
 
 ACTOR = "explore"
@@ -57,10 +58,14 @@ class Lab:
         signals_path: str | None = None,
         clock_at: str = "",
     ) -> Lab:
-        """Open the home read-mostly and build today's intents from targets or signals."""
-        clock = replay_clock(clock_at) if clock_at else SystemClock()
+        """Open the home read-mostly and build today's intents from targets or signals (a
+        replay time ``clock_at`` opens that day's replay sandbox, never the live home)."""
         policies = resolve_policy_dir(policy_dir or None)
-        wb = Workbench.open(home or None, broker, policy_dir=policies, clock=clock)
+        clock: Clock = SystemClock()
+        where: str | Path | None = home or None
+        if clock_at:
+            where, clock = replay_at(clock_at, home or None)
+        wb = Workbench.open(where, broker, policy_dir=policies, clock=clock)
         day = clock.now().astimezone(NEW_YORK).date()
         intents = propose_intents(
             wb,
@@ -138,7 +143,7 @@ class Lab:
         """One plain-text line: what was changed and how the decisions came out."""
         counts = frame["decision"].value_counts().to_dict() if len(frame) else {}
         changes = ", ".join(self.notes) or "policy as filed"
-        return f"{len(frame)} intents on {self.wb.label} ({changes}): {counts}"
+        return f"{len(frame)} intents on {self.wb.label} in {self.wb.home} ({changes}): {counts}"
 
     def controls(self) -> Any:
         """Sliders for the notional limit, the weight limit and the size factor."""

@@ -9,13 +9,15 @@ cannot render widgets still says what happened.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 
-from workbench.clock import SystemClock, replay_clock
+from workbench.clock import Clock, SystemClock
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
+from workbench.replay import replay_at
 from workbench.workbench import PROPOSAL_COLUMNS, Workbench
 
 PENDING = (OrderState.APPROVAL_REQUESTED,)
@@ -100,6 +102,7 @@ class ApprovalPanel:
         """Reload the pending proposals and the header from the audit log."""
         status = self.wb.status()
         self.header.value = (
+            f"<b>Home:</b> {html.escape(status['home'])} &nbsp; "
             f"<b>Broker:</b> {html.escape(status['broker'])} &nbsp; "
             f"<b>Trading state:</b> {html.escape(status['trading_state'])} &nbsp; "
             f"<b>Audit head:</b> {status['audit_head_seq']}"
@@ -191,6 +194,7 @@ class ApprovalPanel:
         status = self.wb.status()
         pending = self.wb.proposals(states=(*PENDING, *SUBMITTABLE))
         lines = [
+            f"Home: {status['home']}",
             f"Broker: {status['broker']} (account {status['account']})",
             f"Clock: {self.wb.clock_label}",
             f"Trading state: {status['trading_state']} ({status['trading_state_reason']})",
@@ -252,7 +256,12 @@ def _detail_html(detail: dict[str, Any]) -> str:
 def open_panel(
     *, home: str = "", broker: str = "paper", policy_dir: str = "", clock_at: str = ""
 ) -> ApprovalPanel:
-    """The panel over the home the approver names (the notebook's parameters)."""
-    clock = replay_clock(clock_at) if clock_at else SystemClock()
-    wb = Workbench.open(home or None, broker, policy_dir=policy_dir or None, clock=clock)
+    """The panel over the home the approver names (the notebook's parameters). A replay time
+    ``clock_at`` opens that day's replay sandbox (``workbench daily --as-of`` made it), never
+    the live home: replayed time is never written there."""
+    clock: Clock = SystemClock()
+    where: str | Path | None = home or None
+    if clock_at:
+        where, clock = replay_at(clock_at, home or None)
+    wb = Workbench.open(where, broker, policy_dir=policy_dir or None, clock=clock)
     return ApprovalPanel(wb)

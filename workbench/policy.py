@@ -222,14 +222,30 @@ class CostModel(Config):
     initial_margin_rate: Fraction
 
 
+class MarketDataConfig(Config):
+    """Where the paper broker's daily bars come from: ``bars`` is the user's own file (CSV or
+    Parquet, a path relative to the policies folder), or null for the seeded synthetic bars.
+    Every command that marks positions reads it (``--bars`` overrides it)."""
+
+    bars: Annotated[str, Field(min_length=1, max_length=4096)] | None
+
+
 class StrategyParams(Config):
-    """``policies/strategy_params.yaml``: circuit breaker, smart stop, sizing and costs."""
+    """``policies/strategy_params.yaml``: breaker, smart stop, sizing, costs and market data."""
 
     version: Annotated[StrictInt, Field(ge=1)]
     circuit_breaker: CircuitBreakerConfig
     smart_stop: SmartStopConfig
     sizing: SizingConfig
     costs: CostModel
+    market_data: MarketDataConfig
+
+
+def bars_file(params: StrategyParams, policy_dir: Path) -> Path | None:
+    """The user's bars file named by ``market_data.bars`` (resolved against the policies
+    folder), or None for the seeded synthetic bars."""
+    named = params.market_data.bars
+    return None if named is None else (Path(policy_dir) / Path(named).expanduser()).resolve()
 
 
 # -- loading -------------------------------------------------------------------------------------

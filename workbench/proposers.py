@@ -301,8 +301,10 @@ def read_signals(path: Path) -> list[LiveSignal]:
     """Signals from a CSV file; a missing or unreadable file is a SignalsError."""
     try:
         return parse_signals(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SignalsError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise SignalsError(f"cannot read the signals file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise SignalsError(f"cannot read the signals file {path}: not UTF-8 text") from exc
 
 
 MAX_JSON_CHARS = 64_000  # an order proposal is a few hundred characters

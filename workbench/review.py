@@ -1,7 +1,8 @@
 """The reviewer's view behind ``notebooks/review.ipynb``: the audit log over a date range.
 
-Read-only: it opens the log, verifies the chain and summarises events, gate decisions by rule,
-fills with realised P&L, and the trading-state history. It never writes an event.
+Read-only: it opens the log read-only (an archived, read-only copy works too), verifies the chain
+and summarises events, gate decisions by rule, fills with realised P&L, and the trading-state
+history. It never writes an event, and never creates a home.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 
 from workbench.audit import AuditLog, EventType, VerifyResult
 from workbench.errors import ConfigError
-from workbench.home import db_path
+from workbench.home import DB_NAME, require_home
 
 FILL_TYPES = (
     EventType.ORDER_FILLED,
@@ -55,13 +56,15 @@ class Review:
             raise ConfigError(f"until ({end}) must be after since ({start})")
         lower = datetime.combine(start, time(), tzinfo=UTC)
         upper = datetime.combine(end, time(), tzinfo=UTC)
-        return cls(AuditLog(db_path(home or None)), lower, upper)
+        path = require_home(home or None)  # never creates one; a read-only copy is fine
+        return cls(AuditLog(path / DB_NAME, read_only=True), lower, upper)
 
     def close(self) -> None:
         self.log.close()
 
     def chain(self) -> VerifyResult:
         """Verify the whole chain (not just the range) and print the verdict in plain text."""
+        print(f"Home: {self.log.path.parent}")
         result = self.log.verify()
         if result.ok:
             print(

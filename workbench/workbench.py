@@ -34,7 +34,14 @@ from workbench.errors import (
     UnknownProposalError,
     WorkbenchError,
 )
-from workbench.home import db_path, resolve_home, resolve_policy_dir
+from workbench.home import (
+    DB_NAME,
+    create_home,
+    is_replay_home,
+    require_home,
+    require_writable,
+    resolve_policy_dir,
+)
 from workbench.lifecycle import OrderState
 from workbench.marketdata import atr
 from workbench.models import (
@@ -51,6 +58,7 @@ from workbench.models import (
 from workbench.policy import (
     RiskPolicy,
     StrategyParams,
+    bars_file,
     load_policy,
     load_strategy_params,
     policy_hash,
@@ -135,18 +143,29 @@ class Workbench:
         clock: Clock | None = None,
         ids: Callable[[], str] = new_proposal_id,
         bars_path: str | os.PathLike[str] | None = None,
+        create: bool = False,
+        log_clock: Clock | None = None,
     ) -> Workbench:
-        """Open (or create) a home; load the policies strictly; connect the named broker.
+        """Open a home (create it only when ``create``: a missing home is a HomeError naming
+        the path); load the policies strictly; connect the named broker.
 
-        ``bars_path`` points the paper broker at the user's own daily bars instead of the
-        seeded synthetic ones."""
-        root = resolve_home(home)
-        clock = clock or SystemClock()
+        ``clock`` is market time: what the gate, the approvals and the paper broker see (a
+        replay's fixed clock). Events are stamped by ``log_clock``, the wall clock unless a
+        test injects one. A replay sandbox home (``…/replay/<day>``) opens on the paper broker
+        only. ``bars_path`` (else the policy's ``market_data.bars``) points the paper broker
+        at the user's own daily bars instead of the seeded synthetic ones."""
         folder = resolve_policy_dir(policy_dir)
         policy, params = load_policy(folder), load_strategy_params(folder)
-        log = AuditLog(db_path(root), clock)
+        bars = Path(bars_path) if bars_path else bars_file(params, folder)
+        root = require_writable(create_home(home) if create else require_home(home))
+        if is_replay_home(root) and not _is_paper(broker):
+            raise ConfigError(f"{root} is a replay sandbox: it runs on the paper broker only")
+        clock = clock or SystemClock()
+        log = AuditLog(root / DB_NAME, log_clock or SystemClock())
         try:
-            chosen = broker if not isinstance(broker, str) else _make_broker(broker, log, bars_path)
+            chosen = (
+                broker if not isinstance(broker, str) else _make_broker(broker, log, bars, clock)
+            )
             approvals = Approvals(
                 log,
                 root,
@@ -647,13 +666,19 @@ def _fault_payload(why: str) -> dict[str, Any]:
     return {"decision": Decision.REJECT.value, "fault": why, "violations": []}
 
 
-def _make_broker(name: str, log: AuditLog, bars_path: str | os.PathLike[str] | None) -> Broker:
+def _is_paper(broker: str | Broker) -> bool:
+    from workbench.brokers.paper import PaperBroker
+
+    return broker == "paper" if isinstance(broker, str) else type(broker) is PaperBroker
+
+
+def _make_broker(name: str, log: AuditLog, bars_path: Path | None, clock: Clock) -> Broker:
     if name == "paper":
         from workbench.brokers.paper import PaperBroker
         from workbench.marketdata import CsvBars, MarketData
 
-        market = MarketData(CsvBars(Path(bars_path))) if bars_path else None
-        return PaperBroker(log, market=market)
+        market = MarketData(CsvBars(bars_path)) if bars_path else None
+        return PaperBroker(log, clock, market=market)
     raise ConfigError(f"unknown broker {name!r}: choose 'paper' (IBKR comes with its adapter)")
 
 
