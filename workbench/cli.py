@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import errno
-import functools
 import getpass
+import shutil
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -45,20 +45,9 @@ EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _fails_cleanly(handler: Handler) -> Handler:
-    """Print a typed fault in one line and map it to an exit code instead of a traceback."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (ConfigError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except WorkbenchError as exc:
-            print(f"refused: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
-
-    return run
+    """Marks a handler whose faults :func:`run_command` maps to one line and an exit code (the
+    mapping lives there, once, for every command)."""
+    return handler
 
 
 def _open_log(args: argparse.Namespace, *, read_only: bool = False) -> AuditLog:
@@ -122,6 +111,17 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 
 
 # -- status and trading state --------------------------------------------------------------------
+
+
+def _count(text: str) -> int:
+    """A count argument: a whole number from 1 to 1,000,000 (argparse reports anything else)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1,000,000")
+    return value
 
 
 def _path(text: str | None) -> Path | None:
@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     _add(audit_sub, "verify", cmd_audit_verify, home)
     _add(audit_sub, "tail", cmd_audit_tail, home).add_argument(
-        "-n", type=int, default=20, help="how many events (default 20)"
+        "-n", type=_count, default=20, help="how many events, 1 to 1,000,000 (default 20)"
     )
     approver = sub.add_parser("approver", help="Manage the people who approve orders.")
     approver_sub = approver.add_subparsers(dest="approver_command", required=True, metavar="ACTION")
@@ -446,6 +446,7 @@ _CREATES_HOME = frozenset({"daily", "init"})
 _READS_ONLY = frozenset({"verify", "tail"})  # `audit verify` and `audit tail` open read-only
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_NEARLY_FULL = 64 * 1024  # bytes free below which a failed write is put down to a full disk
 
 
 def _check_home(args: argparse.Namespace) -> Path:
@@ -461,38 +462,48 @@ def _check_home(args: argparse.Namespace) -> Path:
 def _os_problem(exc: OSError) -> tuple[str, int]:
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in _DISK_FULL:
-        return f"the disk is full{where}: nothing more was written", EXIT_REFUSED
+        return f"error: the disk is full{where}: nothing half-written was left", EXIT_REFUSED
     if exc.errno in _NOT_WRITABLE:
-        return f"cannot write{where}: {exc.strerror}", EXIT_BAD_INPUT
-    return f"{exc.strerror or exc}{where}", EXIT_REFUSED
+        return f"error: cannot write{where}: {exc.strerror}", EXIT_BAD_INPUT
+    return f"error: {exc.strerror or exc}{where}", EXIT_REFUSED
+
+
+def _disk_note(home: Path | None) -> str:
+    """' (the disk holding HOME is full)' when it is: SQLite reports that as an I/O error."""
+    try:
+        full = home is not None and shutil.disk_usage(home).free < _NEARLY_FULL
+    except OSError:
+        full = False
+    return f" (the disk holding {home} is full)" if full else ""
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run one parsed command: print its home, then the handler; every expected failure is one
     line on stderr and an exit code (2 bad input or configuration, 1 refused or a fault)."""
     handler: Handler = args.handler
+    home: Path | None = None
     try:
         home = _check_home(args)
-        print(f"home: {home}")
+        print(f"home: {home}", flush=True)
         return handler(args)
     except (ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(f"error: {exc}", EXIT_BAD_INPUT)
     except WorkbenchError as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return _fail(f"refused: {exc}{_disk_note(home)}", EXIT_REFUSED)
     except sqlite3.DatabaseError as exc:
-        full = "full" in str(exc)
-        what = "the disk is full" if full else "the workbench database is unreadable or corrupt"
-        print(f"error: {what} ({exc}): nothing was changed", file=sys.stderr)
-        return EXIT_REFUSED
+        db = home / DB_NAME if home else "the workbench database"
+        if "full" in str(exc) or _disk_note(home):
+            return _fail(f"error: the disk holding {db} is full: nothing more was written", 1)
+        return _fail(f"error: {db} is corrupt or unreadable ({exc})", EXIT_REFUSED)
     except OSError as exc:
-        message, code = _os_problem(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return code
+        return _fail(*_os_problem(exc))
     except EOFError:
-        print("error: the input ended before a value was read", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail("error: the input ended before a value was read", EXIT_BAD_INPUT)
+
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
