@@ -153,3 +153,11 @@ def test_replay_at_refuses_a_time_without_a_zone(tmp_path: Path) -> None:
     """A replay time must say its zone: a naive ISO time is a ConfigError."""
     with pytest.raises(ConfigError, match="with a zone"):
         replay_at("2026-11-18T10:30:00", tmp_path)
+
+
+def test_commands_on_a_sandbox_run_on_its_replayed_day(tmp_path: Path) -> None:
+    """Opened without a clock (as the CLI does), a sandbox's market time is 10:30 that day."""
+    sandbox = replay_home(tmp_path / "runs", DAY)
+    with Workbench.open(sandbox, create=True) as wb:
+        assert wb.clock.now() == MARKET_TIME
+        assert wb.portfolio(record=False).timestamp == MARKET_TIME

@@ -51,14 +51,18 @@ class DayPlan:
 
     def clock(self) -> Clock:
         """Market time: the wall clock today, 10:30 New York on the replayed day."""
-        if not self.replay:
-            return SystemClock()
-        return FixedClock(datetime.combine(self.day, REPLAY_TIME, tzinfo=NEW_YORK))
+        return replay_clock_of(self.run_home) if self.replay else SystemClock()
 
     def describe(self) -> str:
         if not self.replay:
             return f"{self.day.isoformat()} live in {self.home}"
         return f"replay of {self.day.isoformat()} in its sandbox {self.run_home}"
+
+
+def replay_clock_of(sandbox: Path) -> FixedClock:
+    """The market clock of a replay sandbox ``…/replay/<day>``: 10:30 New York that day."""
+    day = date.fromisoformat(Path(sandbox).name)
+    return FixedClock(datetime.combine(day, REPLAY_TIME, tzinfo=NEW_YORK))
 
 
 def check_replay_day(day: date, today: date) -> None:

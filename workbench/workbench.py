@@ -64,6 +64,7 @@ from workbench.policy import (
     policy_hash,
 )
 from workbench.proposers import ProposalError
+from workbench.replay import replay_clock_of
 from workbench.risk import History
 from workbench.risk import evaluate as gate_evaluate
 from workbench.sim import simulate as simulate_impact
@@ -152,15 +153,16 @@ class Workbench:
         ``clock`` is market time: what the gate, the approvals and the paper broker see (a
         replay's fixed clock). Events are stamped by ``log_clock``, the wall clock unless a
         test injects one. A replay sandbox home (``…/replay/<day>``) opens on the paper broker
-        only. ``bars_path`` (else the policy's ``market_data.bars``) points the paper broker
-        at the user's own daily bars instead of the seeded synthetic ones."""
+        only, and on its day's replay clock unless given another. ``bars_path`` (else the
+        policy's ``market_data.bars``) points the paper broker at the user's own daily bars
+        instead of the seeded synthetic ones."""
         folder = resolve_policy_dir(policy_dir)
         policy, params = load_policy(folder), load_strategy_params(folder)
         bars = Path(bars_path) if bars_path else bars_file(params, folder)
         root = require_writable(create_home(home) if create else require_home(home))
         if is_replay_home(root) and not _is_paper(broker):
             raise ConfigError(f"{root} is a replay sandbox: it runs on the paper broker only")
-        clock = clock or SystemClock()
+        clock = clock or (replay_clock_of(root) if is_replay_home(root) else SystemClock())
         log = AuditLog(root / DB_NAME, log_clock or SystemClock())
         try:
             chosen = (
