@@ -15,9 +15,9 @@ import pytest
 from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, open_wb
 
 from workbench.clock import FixedClock
-from workbench.daily import write_html
 from workbench.models import Side
 from workbench.review import Review, cost_basis, one_day_drawdowns
+from workbench.scheduled import write_html
 
 
 def busy_home(home: Path, clock: FixedClock) -> str:
@@ -149,7 +149,7 @@ def test_review_notebook_renders_the_charts_and_verifies_the_chain_once(
         progress_bar=False,
         extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
     )
-    page = write_html(out, "Review").read_text()
+    page = write_html(out, title="Review").read_text()
     assert page.count("data:image/png;base64") >= 4
     for chart in ("NAV (equity curve)", "Daily drawdown against the circuit breaker",
                   "Reject rate by rule", "Trading-state timeline"):  # fmt: skip

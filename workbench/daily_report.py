@@ -16,6 +16,7 @@ import pandas as pd
 
 from workbench import fmt, report_style
 from workbench.daily import TITLE_KEY, CycleReport
+from workbench.home import is_replay_home
 from workbench.ticket_view import badge
 
 CHART_ROWS = 30
@@ -77,7 +78,7 @@ def _header(r: CycleReport) -> list[object]:
             f'<b style="color:{state_colour}">{html.escape(r.trading_state)}</b> '
             f"({html.escape(r.trading_state_reason)})",
         ),
-        ("Home", f"<code>{html.escape(str(r.home))}</code>"),
+        ("Home", _home(r)),
         ("Audit chain", chain),
     ]
     body = "".join(
@@ -99,6 +100,16 @@ def _header(r: CycleReport) -> list[object]:
             f"**{len(r.awaiting_approval)}**."
         )
     return parts
+
+
+def _home(r: CycleReport) -> str:
+    where = f"<code>{html.escape(str(r.home))}</code>"
+    if not is_replay_home(r.home):
+        return where
+    return (
+        f"{badge('REPLAY', '#6a4c93')} sandbox {where} (market time fixed at 10:30 New York;"
+        " events stamped with the wall-clock time they were written; never the live home)"
+    )
 
 
 def _closed_box(r: CycleReport) -> str:

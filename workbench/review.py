@@ -1,9 +1,10 @@
 """The reviewer's view behind ``notebooks/review.ipynb``: the audit log over a date range.
 
-Read-only: it opens the log, verifies the chain and builds frames — NAV and its one-day
-drawdown, events by type, gate decisions by rule, fills with realised P&L, open orders (working
-stops included) and the trading-state history. It never writes an event. ``review_report``
-shows these frames as tables and charts.
+Read-only: it opens the log read-only (an archived, read-only copy works too), verifies the
+chain and builds frames — NAV and its one-day drawdown, events by type, gate decisions by rule,
+fills with realised P&L, open orders (working stops included) and the trading-state history. It
+never writes an event, and never creates a home. ``review_report`` shows these frames as tables
+and charts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from workbench.audit import AuditLog, EventType, VerifyResult
 from workbench.errors import ConfigError
 from workbench.fmt import NEW_YORK
-from workbench.home import db_path, resolve_policy_dir
+from workbench.home import DB_NAME, require_home, resolve_policy_dir
 from workbench.policy import RiskPolicy, StrategyParams, load_policy, load_strategy_params
 
 FILL_TYPES = (
@@ -95,7 +96,8 @@ class Review:
         policy, params = load_policy(folder), load_strategy_params(folder)
         lower = datetime.combine(start, time(), tzinfo=NEW_YORK)
         upper = datetime.combine(end, time(), tzinfo=NEW_YORK)
-        return cls(AuditLog(db_path(home or None)), lower, upper, policy, params)
+        path = require_home(home or None)  # never creates one; a read-only copy is fine
+        return cls(AuditLog(path / DB_NAME, read_only=True), lower, upper, policy, params)
 
     def close(self) -> None:
         self.log.close()

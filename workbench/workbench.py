@@ -34,7 +34,14 @@ from workbench.errors import (
     UnknownProposalError,
     WorkbenchError,
 )
-from workbench.home import db_path, resolve_home, resolve_policy_dir
+from workbench.home import (
+    DB_NAME,
+    create_home,
+    is_replay_home,
+    require_home,
+    require_writable,
+    resolve_policy_dir,
+)
 from workbench.lifecycle import OrderState
 from workbench.marketdata import atr
 from workbench.models import (
@@ -51,11 +58,13 @@ from workbench.models import (
 from workbench.policy import (
     RiskPolicy,
     StrategyParams,
+    bars_file,
     load_policy,
     load_strategy_params,
     policy_hash,
 )
 from workbench.proposers import ProposalError
+from workbench.replay import replay_clock_of
 from workbench.risk import History
 from workbench.risk import evaluate as gate_evaluate
 from workbench.sim import simulate as simulate_impact
@@ -135,18 +144,30 @@ class Workbench:
         clock: Clock | None = None,
         ids: Callable[[], str] = new_proposal_id,
         bars_path: str | os.PathLike[str] | None = None,
+        create: bool = False,
+        log_clock: Clock | None = None,
     ) -> Workbench:
-        """Open (or create) a home; load the policies strictly; connect the named broker.
+        """Open a home (create it only when ``create``: a missing home is a HomeError naming
+        the path); load the policies strictly; connect the named broker.
 
-        ``bars_path`` points the paper broker at the user's own daily bars instead of the
-        seeded synthetic ones."""
-        root = resolve_home(home)
-        clock = clock or SystemClock()
+        ``clock`` is market time: what the gate, the approvals and the paper broker see (a
+        replay's fixed clock). Events are stamped by ``log_clock``, the wall clock unless a
+        test injects one. A replay sandbox home (``…/replay/<day>``) opens on the paper broker
+        only, and on its day's replay clock unless given another. ``bars_path`` (else the
+        policy's ``market_data.bars``) points the paper broker at the user's own daily bars
+        instead of the seeded synthetic ones."""
         folder = resolve_policy_dir(policy_dir)
         policy, params = load_policy(folder), load_strategy_params(folder)
-        log = AuditLog(db_path(root), clock)
+        bars = Path(bars_path) if bars_path else bars_file(params, folder)
+        root = require_writable(create_home(home) if create else require_home(home))
+        if is_replay_home(root) and not _is_paper(broker):
+            raise ConfigError(f"{root} is a replay sandbox: it runs on the paper broker only")
+        clock = clock or (replay_clock_of(root) if is_replay_home(root) else SystemClock())
+        log = AuditLog(root / DB_NAME, log_clock or SystemClock())
         try:
-            chosen = broker if not isinstance(broker, str) else _make_broker(broker, log, bars_path)
+            chosen = (
+                broker if not isinstance(broker, str) else _make_broker(broker, log, bars, clock)
+            )
             approvals = Approvals(
                 log,
                 root,
@@ -227,10 +248,11 @@ class Workbench:
         results = []
         for intent in intents:
             try:
+                self._check_account(intent)
                 quote = quotes.get(intent.symbol) or self.broker.market_snapshot(intent.instrument)
                 quotes[intent.symbol] = quote
                 sim = simulate_impact(intent, portfolio, quote, self.params.costs)
-            except (SimulationError, MarketDataError) as exc:
+            except (SimulationError, MarketDataError, ProposalError) as exc:
                 results.append(WhatIf(intent, None, None, str(exc)))
                 continue
             decision = gate_evaluate(intent, sim, portfolio, quote, policy, state, history, now)
@@ -568,8 +590,13 @@ class Workbench:
             )
 
     def _check_account(self, intent: OrderIntent) -> None:
+        """The door: our account, and a size in the instrument's increments (whole units unless
+        the policy allows fractions for it); refused before anything is recorded."""
         if intent.account != self.account:
             raise ProposalError(f"intent is for account {intent.account}, not {self.account}")
+        problem = self.policy.instruments.size_problem(intent.symbol, intent.quantity)
+        if problem is not None:
+            raise ProposalError(problem)
 
     def _refuse_when_halted(self, intent: OrderIntent) -> None:
         change = trading_state.current(self.log)
@@ -641,13 +668,19 @@ def _fault_payload(why: str) -> dict[str, Any]:
     return {"decision": Decision.REJECT.value, "fault": why, "violations": []}
 
 
-def _make_broker(name: str, log: AuditLog, bars_path: str | os.PathLike[str] | None) -> Broker:
+def _is_paper(broker: str | Broker) -> bool:
+    from workbench.brokers.paper import PaperBroker
+
+    return broker == "paper" if isinstance(broker, str) else type(broker) is PaperBroker
+
+
+def _make_broker(name: str, log: AuditLog, bars_path: Path | None, clock: Clock) -> Broker:
     if name == "paper":
         from workbench.brokers.paper import PaperBroker
         from workbench.marketdata import CsvBars, MarketData
 
-        market = MarketData(CsvBars(Path(bars_path))) if bars_path else None
-        return PaperBroker(log, market=market)
+        market = MarketData(CsvBars(bars_path)) if bars_path else None
+        return PaperBroker(log, clock, market=market)
     raise ConfigError(f"unknown broker {name!r}: choose 'paper' (IBKR comes with its adapter)")
 
 
