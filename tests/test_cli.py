@@ -83,6 +83,15 @@ def wall_clock_at_trading_now(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
     return clock
 
 
+@pytest.fixture
+def at_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """stdin and stdout are a person's terminal (outside our control), so a passphrase prompt
+    may be shown; without one `approve` refuses before anything (test_cli_failures)."""
+    # pytest swaps its capture objects between set-up and the call: patch their classes
+    monkeypatch.setattr(type(sys.stdin), "isatty", lambda self: True)
+    monkeypatch.setattr(type(sys.stdout), "isatty", lambda self: True)
+
+
 def _pending(home: Path, symbols: tuple[str, ...] = ("SPY",)) -> list[str]:
     with open_wb(home, FixedClock(TRADING_NOW)) as wb:
         add_approver(wb)
@@ -94,6 +103,7 @@ def test_approve_prints_the_ticket_before_asking_for_the_passphrase(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     wall_clock_at_trading_now: FixedClock,
+    at_a_terminal: None,
 ) -> None:
     """`workbench approve` shows the order, its stop, risk and checks before the prompt."""
     (pid,) = _pending(home)
@@ -115,7 +125,10 @@ def test_approve_prints_the_ticket_before_asking_for_the_passphrase(
 
 
 def test_approve_of_an_unknown_proposal_asks_nothing(
-    home: Path, monkeypatch: pytest.MonkeyPatch, wall_clock_at_trading_now: FixedClock
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    wall_clock_at_trading_now: FixedClock,
+    at_a_terminal: None,
 ) -> None:
     """An unknown proposal id is refused before any passphrase is asked for."""
     _pending(home)

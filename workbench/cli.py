@@ -52,15 +52,21 @@ def _open_log(args: argparse.Namespace, *, read_only: bool = False) -> AuditLog:
     return AuditLog(resolve_home(args.home) / DB_NAME, read_only=read_only)
 
 
-def _secret(prompt: str, from_stdin: bool) -> str:
-    """One secret: a line of stdin, or typed at a prompt that does not echo (a terminal is
-    required: without one, say how to pipe it instead of falling back to an echoing read)."""
-    if from_stdin:
-        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+def _can_ask_secret(from_stdin: bool) -> None:
+    """Refuse (exit 2, one line) when a secret can be neither piped in nor typed at a terminal:
+    checked before anything is opened, shown or read, never an echoing fallback."""
+    if not from_stdin and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise ConfigError(
             "no terminal to ask for a passphrase: pass --passphrase-stdin and pipe it in"
         )
+
+
+def _secret(prompt: str, from_stdin: bool) -> str:
+    """One secret: a line of stdin, or typed at a prompt that does not echo (a terminal is
+    required: without one, say how to pipe it instead of falling back to an echoing read)."""
+    _can_ask_secret(from_stdin)
+    if from_stdin:
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     return getpass.getpass(prompt)
 
 
@@ -225,6 +231,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     from workbench.ticket_source import ticket_for
     from workbench.ticket_view import to_text
 
+    _can_ask_secret(args.passphrase_stdin)  # no way to ask: refused before the ticket
     with _open(args) as wb:
         # The order as the approver must see it, before anything is asked of them.
         print(to_text(ticket_for(wb, args.proposal_id), cli_format.terminal_width()), flush=True)
