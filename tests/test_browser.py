@@ -35,7 +35,7 @@ from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, op
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
-from workbench.home import db_path, replay_home
+from workbench.home import create_home, db_path, replay_home
 from workbench.lifecycle import OrderState
 from workbench.replay import NEW_YORK
 
@@ -410,6 +410,7 @@ def test_explore_sliders_rejudge_without_error(
     """Each explore slider, moved in the browser, re-judges the intents without an error; the
     verdicts change when the limits say they should."""
     home = tmp_path / "home"
+    create_home(sandbox(home))  # the replay time opens that day's sandbox, never the live home
     url = lab.notebook_url(notebook_copy(lab, "explore", home, EXPLORE), "explore")
     table = page.locator(".wb-explore-table")
     with screenshot_on_failure(page, "explore-sliders"):
