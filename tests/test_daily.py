@@ -57,10 +57,13 @@ def proposals_for_day(home: Path) -> list[str]:
 
 
 def outputs(notebook: Path) -> str:
+    """Everything the executed notebook shows: Markdown, plain text and HTML (the header card
+    and the tables are HTML)."""
     nb = nbformat.read(notebook, as_version=4)
     return "\n".join(
         str(o.get("data", {}).get("text/markdown", ""))
         + str(o.get("data", {}).get("text/plain", ""))
+        + str(o.get("data", {}).get("text/html", ""))
         for c in nb.cells
         if c.cell_type == "code"
         for o in c.outputs

@@ -95,8 +95,8 @@ def test_a_notebook_opened_from_notebooks_finds_the_projects_home(
     assert not (project / "runs").exists() and not (project / "notebooks" / "runs").exists()
     create_home(project / "runs")
     pm.execute_notebook(review, out, cwd=str(project / "notebooks"), progress_bar=False)
-    printed = "".join(
-        o.get("text", "")
+    printed = "".join(  # streams and the plain-text twin of each display (the header card)
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
         for c in nbformat.read(out, as_version=4).cells
         for o in c.get("outputs", [])
     )

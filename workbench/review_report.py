@@ -51,30 +51,34 @@ def _range(rv: Review) -> str:
 def _header(rv: Review) -> list[object]:
     result = rv.chain()
     if result.ok:
-        chain = (
-            f"{badge('verified OK', '#1b7f3b')} {result.checked:,} events, head seq "
-            f"{result.head_seq} <code>{result.head_hash}</code>"
-        )
+        head = f"{result.checked:,} events, head seq {result.head_seq}"
+        chain = f"{badge('verified OK', '#1b7f3b')} {head} <code>{result.head_hash}</code>"
+        chain_text = f"verified OK, {head} {result.head_hash}"
     else:
-        chain = (
-            f"{badge('BROKEN', '#b3261e')} at seq {result.first_bad_seq}: "
-            f"{html.escape(str(result.reason))} ({result.checked:,} events verified before it)"
+        broken = (
+            f"at seq {result.first_bad_seq}: {result.reason} ({result.checked:,} events"
+            " verified before it)"
         )
+        chain = f"{badge('BROKEN', '#b3261e')} {html.escape(broken)}"
+        chain_text = f"BROKEN {broken}"
+    home = str(rv.log.path.parent)
     rows = [
-        ("Range", _range(rv)),
-        ("Home", f"<code>{html.escape(str(rv.log.path.parent))}</code>"),
-        ("Audit chain", chain),
+        ("Range", html.escape(_range(rv)), _range(rv)),
+        ("Home", f"<code>{html.escape(home)}</code>", home),
+        ("Audit chain", chain, chain_text),
     ]
     body = "".join(
         f'<tr style="background:transparent"><th style="text-align:left;padding:2px 14px 2px 0;'
         f'color:#555">{k}</th><td style="text-align:left">{v}</td></tr>'
-        for k, v in rows
+        for k, v, _ in rows
     )
-    return [
+    card = (
         '<div class="wb-review-header" style="border:1px solid #c8c8c8;border-radius:6px;'
         'padding:10px 14px;max-width:980px;font-size:14px"><div style="font-size:18px;'
         f'font-weight:700;margin-bottom:6px">Review</div><table>{body}</table></div>'
-    ]
+    )
+    text = report_style.card_text("Review", ((k, t) for k, _, t in rows))
+    return [report_style.Html(card, text=text)]
 
 
 # -- NAV and drawdown ----------------------------------------------------------------------------
