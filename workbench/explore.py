@@ -8,7 +8,6 @@ to the audit log unless :meth:`Lab.propose_all` is called; the policy files are 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -225,7 +224,7 @@ class Lab:
     def propose_all(self) -> list[Outcome]:
         """Record the current intents as real proposals, judged by the policy as filed (not the
         in-memory copy), and still needing a person's approval."""
-        stamp = datetime.now(NEW_YORK).strftime("%Y%m%dT%H%M%S")
+        stamp = SystemClock().now().astimezone(NEW_YORK).strftime("%Y%m%dT%H%M%S")
         return self.wb.run_cycle(self.intents(), actor=ACTOR, correlation_id=f"explore:{stamp}")
 
 

@@ -31,8 +31,9 @@ class ReplayDateError(ConfigError):
 
 
 def market_today(now: datetime | None = None) -> date:
-    """Today's date in New York, where the US market keeps its calendar."""
-    return (now or datetime.now(NEW_YORK)).astimezone(NEW_YORK).date()
+    """Today's date in New York, where the US market keeps its calendar (at ``now``, else on
+    the wall clock)."""
+    return (now or SystemClock().now()).astimezone(NEW_YORK).date()
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def replay_at(
         clock = FixedClock(when)
     except ValueError:
         raise ConfigError(f"clock_at must be ISO-8601 with a zone, got {clock_at!r}") from None
-    wall = now or datetime.now(NEW_YORK)
+    wall = now or SystemClock().now()
     if when > wall:
         raise ReplayDateError(f"clock_at {clock_at} is in the future: a replay runs the past")
     day = when.astimezone(NEW_YORK).date()

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from workbench import fmt, report_style
+from workbench.clock import SystemClock
 from workbench.review import Review
 from workbench.ticket_view import badge
 
@@ -26,7 +27,7 @@ def show(rv: Review, part: str) -> None:
 
 
 def _end(rv: Review) -> datetime:
-    return min(rv.until, datetime.now(fmt.NEW_YORK))
+    return min(rv.until, SystemClock().now())
 
 
 def _time_axis(ax: Any, times: list[datetime]) -> None:
