@@ -119,7 +119,7 @@ def _drawdown(rv: Review) -> list[object]:
     times = list(frame["time"])
     with report_style.style():
         fig, ax = report_style.figure(8.5, 3.0)
-        ax.plot(times, dd, label="1-day drawdown (from the trailing 24 h peak)")
+        ax.plot(times, dd, label="drawdown since the previous session's close (as the breaker)")
         ax.axhline(breaker, color=report_style.LIMIT, linestyle="--",
                    label=f"circuit breaker {breaker:.2%}: HALTED")  # fmt: skip
         ax.axhline(warning, color=report_style.WARN, linestyle=":",
@@ -132,8 +132,10 @@ def _drawdown(rv: Review) -> list[object]:
     worst = frame["drawdown_1d"].dropna()
     peak = max(worst, default=Decimal(0))
     summary = (
-        f"Largest 1-day drawdown {fmt.pct(peak)} (circuit breaker at "
-        f"{fmt.pct(limits['breaker'])}, warning at {fmt.pct(limits['warning'])})."
+        f"Largest one-day drawdown {fmt.pct(peak)}, measured as the circuit breaker measures it: "
+        "below the NAV at the previous session's close and the day's peak since, so overnight, "
+        f"weekend and holiday moves count (circuit breaker at {fmt.pct(limits['breaker'])}, "
+        f"warning at {fmt.pct(limits['warning'])})."
     )
     return [summary, report_style.done(fig, "Daily drawdown against the circuit breaker")]
 
