@@ -8,14 +8,18 @@ from pathlib import Path
 import pytest
 from wbkit import APPROVER, PASSPHRASE, add_approver, intent
 
+from workbench import fmt
 from workbench.audit import AuditLog
+from workbench.cli_format import proposals_text
 from workbench.clock import FixedClock
 from workbench.daily import open_for_day, run_cycle
 from workbench.errors import ConfigError
 from workbench.explore import Lab
 from workbench.home import DB_NAME, replay_home
-from workbench.panels import open_panel
+from workbench.panels import list_rows, open_panel
 from workbench.replay import ReplayDateError, plan_day, replay_at
+from workbench.ticket import build_ticket
+from workbench.ticket_source import inputs_for
 from workbench.workbench import Workbench
 
 TODAY = date(2026, 11, 29)  # a Sunday
@@ -161,3 +165,22 @@ def test_commands_on_a_sandbox_run_on_its_replayed_day(tmp_path: Path) -> None:
     with Workbench.open(sandbox, create=True) as wb:
         assert wb.clock.now() == MARKET_TIME
         assert wb.portfolio(record=False).timestamp == MARKET_TIME
+
+
+def test_views_of_a_replay_show_its_market_time_not_the_wall_clock(tmp_path: Path) -> None:
+    """In a sandbox the events carry the wall clock, but the proposals list, the panel's ages and
+    the ticket say when, in the replayed session, the order was proposed, and the ticket's ATR
+    is that day's."""
+    with Workbench.open(replay_home(tmp_path / "runs", DAY), create=True) as wb:
+        pid = wb.run(intent(wb, "SPY", 10), actor="test").proposal_id
+        row = wb.proposals().iloc[0]
+        recorded = datetime.fromisoformat(str(row["proposed_at"]))
+        assert recorded > MARKET_TIME + timedelta(days=1)  # the wall clock, days later
+        assert datetime.fromisoformat(str(row["market_at"])) == MARKET_TIME
+        assert list_rows(wb.proposals(), wb.clock.now())[0][-1] == "0 s"
+        assert "2026-11-18 10:30" in proposals_text(wb.proposals(), "USD")
+        inputs = inputs_for(wb, pid)
+        assert inputs.proposed_at == MARKET_TIME
+        assert inputs.stop_rule.atr == wb.atr("SPY", DAY)
+        times = {line.key: line.value for line in build_ticket(inputs).times}
+        assert times["proposed"] == fmt.ny(MARKET_TIME)

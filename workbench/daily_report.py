@@ -321,7 +321,7 @@ def _awaiting(r: CycleReport) -> list[object]:
         return ["Nothing awaits approval."]
     w = r.awaiting_approval
     today = r.market.now.astimezone(fmt.NEW_YORK).date()
-    when = [datetime.fromisoformat(str(t)) for t in w["proposed_at"]]
+    when = [datetime.fromisoformat(str(t)) for t in w["market_at"]]  # a replay: its day
     shown = pd.DataFrame(
         {
             "id": w["proposal_id"],

@@ -62,7 +62,7 @@ def list_rows(frame: pd.DataFrame, now: datetime) -> list[tuple[str, ...]]:
     """The compact list's cells, one tuple per proposal (``frame`` from ``Workbench.proposals``)."""
     rows: list[tuple[str, ...]] = []
     for r in frame.itertuples():
-        proposed = datetime.fromisoformat(str(r.proposed_at))
+        proposed = datetime.fromisoformat(str(r.market_at))  # market time (a replay's day)
         earlier = proposed.astimezone(fmt.NEW_YORK).date() < now.astimezone(fmt.NEW_YORK).date()
         age = fmt.duration((now - proposed).total_seconds())
         notional = (

@@ -27,7 +27,7 @@ def inputs_for(wb: Workbench, proposal_id: str) -> TicketInputs:
     here that reads anything)."""
     detail = wb.detail(proposal_id)
     events = wb.log.events(proposal_id=proposal_id)
-    proposed_at = datetime.fromisoformat(events[0].ts)
+    proposed_at = _market_time(events)
     intent = OrderIntent.model_validate(detail["intent"])
     judged: dict[str, Any] = detail["decision"] or {}
     fault = str(judged["fault"]) if "fault" in judged else None
@@ -77,6 +77,16 @@ def inputs_for(wb: Workbench, proposal_id: str) -> TicketInputs:
         orders=tuple(orders.values()),
         fills=tuple(fills),
     )
+
+
+def _market_time(events: list[Any]) -> datetime:
+    """When the proposal was made in market time: its first decision's ``evaluated_at`` (a
+    replay's day, not the wall clock its events were recorded on); the time it was recorded
+    when it was never judged (a fault)."""
+    for event in events:
+        if event.type == EventType.RISK_GATE_EVALUATED and "evaluated_at" in event.payload:
+            return datetime.fromisoformat(str(event.payload["evaluated_at"]))
+    return datetime.fromisoformat(events[0].ts)
 
 
 def _snapshot_at(wb: Workbench, taken: datetime, before_seq: int) -> PortfolioSnapshot | None:

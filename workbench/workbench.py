@@ -536,7 +536,11 @@ class Workbench:
         return lifecycle.current_state(self.log, proposal_id)
 
     def proposals(self, *, states: Iterable[OrderState] | None = None) -> pd.DataFrame:
-        """One row per proposal: what it is, its decision, violations and current state."""
+        """One row per proposal: what it is, its decision, violations and current state.
+
+        ``proposed_at`` is when it was recorded (the log's wall clock); ``market_at`` is the
+        market time it was judged at (its decision's ``evaluated_at``: a replay's day), or the
+        recorded time when it never got a decision. Views show ``market_at``."""
         rows = _proposal_rows(self.log.events(types=_PROPOSAL_VIEW_TYPES))
         frame = pd.DataFrame(rows, columns=list(PROPOSAL_COLUMNS))
         if states is not None:
@@ -693,6 +697,7 @@ _PROPOSAL_VIEW_TYPES = (
 PROPOSAL_COLUMNS = (
     "proposal_id",
     "proposed_at",
+    "market_at",
     "symbol",
     "side",
     "quantity",
@@ -724,6 +729,8 @@ def _proposal_rows(events: list[Event]) -> list[dict[str, Any]]:
         if event.type == EventType.ORDER_SIMULATED:
             row["notional"] = Decimal(payload["result"]["notional"])
         elif event.type == EventType.RISK_GATE_EVALUATED and payload.get("transition", True):
+            if "evaluated_at" in payload and not row["judged"]:  # a fault has no market time
+                row["market_at"], row["judged"] = payload["evaluated_at"], True
             row["decision"] = payload["decision"]
             row["violations"] = _violation_text(payload)
         state = lifecycle.state_after(event.type, payload)
@@ -737,6 +744,8 @@ def _new_row(pid: str, event: Event, intent: dict[str, Any]) -> dict[str, Any]:
     return {
         "proposal_id": pid,
         "proposed_at": event.ts,
+        "market_at": event.ts,  # until a decision says when, in market time, it was judged
+        "judged": False,
         "symbol": intent["instrument"]["symbol"],
         "side": intent["side"],
         "quantity": Decimal(intent["quantity"]),
