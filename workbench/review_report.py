@@ -119,7 +119,8 @@ def _drawdown(rv: Review) -> list[object]:
     times = list(frame["time"])
     with report_style.style():
         fig, ax = report_style.figure(8.5, 3.0)
-        ax.plot(times, dd, label="drawdown since the previous session's close (as the breaker)")
+        ax.plot(times, dd, marker="o", markersize=3,  # each NAV the breaker read
+                label="drawdown since the previous session's close (as the breaker)")  # fmt: skip
         ax.axhline(breaker, color=report_style.LIMIT, linestyle="--",
                    label=f"circuit breaker {breaker:.2%}: HALTED")  # fmt: skip
         ax.axhline(warning, color=report_style.WARN, linestyle=":",
