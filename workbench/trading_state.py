@@ -46,7 +46,8 @@ from workbench.lifecycle import TRADING_STATE_EVENTS, WORKING_STATES, change_tra
 from workbench.lifecycle import record_snapshot as _record_snapshot
 from workbench.models import OrderIntent, PortfolioSnapshot, TradingState
 from workbench.policy import CircuitBreakerConfig, RiskPolicy
-from workbench.risk.history import ONE_DAY, History, NavPoint, Submission, WorkingOrder
+from workbench.risk.calendar import trading_day
+from workbench.risk.history import History, NavPoint, Submission, WorkingOrder
 from workbench.risk.state import (
     BreakerCheck,
     StateChange,
@@ -218,14 +219,17 @@ def record_portfolio_snapshot(
     key: ApprovalKey | None,
     actor: str = "workbench",
 ) -> SnapshotRecord:
-    """Record the snapshot's NAV; at or past the 1-day drawdown limit, trip HALTED, atomically.
+    """Record the snapshot's NAV; at or past the day's drawdown limit, trip HALTED, atomically.
 
-    The breaker looks back to the last release (a verified one, when ``key`` is given)."""
+    The day runs from the previous session's close on the exchange calendar (see
+    ``risk.calendar.trading_day``), so a drop across a night, a weekend or a holiday counts. The
+    breaker looks back to the last release (a verified one, when ``key`` is given)."""
+    now, nav = snapshot.timestamp, snapshot.net_liquidation
+    day = trading_day(now)  # before writing: a time outside the calendar records nothing
     with log.transaction() as tx:
         event = _record_snapshot(tx, snapshot, actor=actor)
-        now, nav = snapshot.timestamp, snapshot.net_liquidation
-        points = nav_points(log, snapshot.account, now - ONE_DAY)
-        check = judge_breaker(breaker, points, nav, now, _last_release(log, key))
+        points = nav_points(log, snapshot.account, day.previous_open)
+        check = judge_breaker(breaker, points, nav, now, _last_release(log, key), day)
         state = read_state(log, key).state
         tripped = check.trips and state is not TradingState.HALTED
         if tripped:
@@ -236,7 +240,8 @@ def record_portfolio_snapshot(
 
 def _trip(log: AuditLog, check: BreakerCheck, account: str) -> None:
     reason = (
-        f"1-day drawdown {check.drawdown:.2%} of {account} reached the limit {check.limit:.2%}"
+        f"drawdown {check.drawdown:.2%} of {account} since the previous session's close reached"
+        f" the limit {check.limit:.2%}"
         f" (NAV {check.nav:f}, peak {check.peak:f})"
     )
     assert check.peak is not None and check.drawdown is not None
@@ -254,9 +259,10 @@ def _trip(log: AuditLog, check: BreakerCheck, account: str) -> None:
 
 
 def build_history(log: AuditLog, *, account: str, now: datetime, policy: RiskPolicy) -> History:
-    """NAV points (two days), the all-time NAV peak, recent submissions and working orders."""
+    """NAV points of the trading day (from the previous session's open), the all-time NAV
+    peak, recent submissions and working orders."""
     window = max(policy.flow.duplicate_window_seconds, 60)
-    points = nav_points(log, account, now - 2 * ONE_DAY)
+    points = nav_points(log, account, trading_day(now).previous_open)
     peak = max((p.nav for p in nav_points(log, account) if p.at <= now), default=None)
     submitted = log.events(
         types=(EventType.ORDER_SUBMITTED,), since=now - timedelta(seconds=window + 60)
