@@ -78,7 +78,8 @@ def home_with_events(path: Path, n: int = 3) -> Path:
     home = create_home(path)
     with AuditLog(home / DB_NAME) as log:
         for i in range(n):
-            log.append(EventType.TOOL_CALLED, {"i": i, "pad": "x" * 200}, actor="test")
+            called = {"tool": "t", "arguments": {"i": i}, "outcome": "ok", "detail": "x" * 200}
+            log.append(EventType.TOOL_CALLED, called, actor="test")
     return home
 
 

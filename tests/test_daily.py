@@ -179,7 +179,8 @@ def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ever runs it; inputs good and bad in the working folder."""
     home = create_home(tmp_path / "home")
     with AuditLog(home / DB_NAME) as log:
-        log.append(EventType.TOOL_CALLED, {"note": "before"}, actor="test")
+        called = {"tool": "t", "arguments": {}, "outcome": "ok", "detail": "before"}
+        log.append(EventType.TOOL_CALLED, called, actor="test")
     for report in (sandbox(home), home / "2026-11-27"):
         report.mkdir(parents=True)
         (report / "daily_cycle.ipynb").write_text('{"the": "good report"}')

@@ -145,7 +145,7 @@ def snap_at(log: AuditLog, nav: str, at: datetime) -> trading_state.SnapshotReco
     assert isinstance(log.clock, FixedClock)
     log.clock.set(at)
     return trading_state.record_portfolio_snapshot(
-        log, portfolio(nav=nav, at=at), BREAKER, actor="test"
+        log, portfolio(nav=nav, at=at), BREAKER, key=None, actor="test"
     )
 
 
@@ -181,7 +181,7 @@ def test_breaker_after_a_weekend_then_the_gate_is_halted(log: AuditLog) -> None:
     market = quote(timestamp=monday)
     sim = simulate(order, book, market, PARAMS.costs)
     past = trading_state.build_history(log, account=ACCOUNT, now=monday, policy=POLICY)
-    state = trading_state.current_state(log)
+    state = trading_state.current_state(log, None)
     decision = evaluate(order, sim, book, market, POLICY, state, past, monday)
     assert decision.decision is Decision.REJECT
     assert {v.rule_id for v in decision.violations} >= {RuleId.R6_TRADING_STATE}
