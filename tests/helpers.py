@@ -124,7 +124,7 @@ def fake_submission(
 ) -> OrderSubmitted:
     return OrderSubmitted(
         token_id=token_id, intent_hash=intent.intent_hash, order_ref=order_ref,
-        approvers=("mallory",),
+        approvers=("mallory",), spent_at=EVALUATED_AT,
     )  # fmt: skip
 
 

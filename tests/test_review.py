@@ -13,6 +13,7 @@ import nbformat
 import papermill as pm
 import pytest
 from gatekit import portfolio
+from helpers import authority_with
 from wbkit import APPROVER, CREDENTIAL, POLICIES, ROOT, add_approver, intent, open_wb
 
 from workbench import trading_state
@@ -162,16 +163,17 @@ def test_review_drawdowns_are_what_the_breaker_read_at_each_snapshot(home: Path)
     read: list[tuple[datetime, Decimal]] = []
     clock = FixedClock(monday_cron)
     with AuditLog(home / "workbench.sqlite", clock) as log:
+        authority = authority_with(log, home, CREDENTIAL)
         for at, nav in moments:
             clock.set(at)
             record = trading_state.record_portfolio_snapshot(
-                log, portfolio(nav=nav, at=at), BREAKER, actor="test"
+                log, portfolio(nav=nav, at=at), BREAKER, key=authority.key, actor="test"
             )
             assert record.breaker is not None and record.breaker.drawdown is not None
             read.append((at, record.breaker.drawdown))
             if record.tripped:
                 clock.set(at + timedelta(minutes=30))
-                trading_state.resume(log, approver=APPROVER, reason="checked the fills")
+                trading_state.resume(authority, CREDENTIAL, reason="checked the fills")
     assert any(dd >= Decimal("0.05") for _, dd in read), "the weekend drop should trip it"
     review = Review.open(
         home=str(home), since="2026-11-17", until="2026-12-01", policy_dir=str(POLICIES)

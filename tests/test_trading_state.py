@@ -205,6 +205,33 @@ def test_breaker_counts_the_peak_since_the_open(log: AuditLog) -> None:
     assert record.tripped and record.breaker is not None and record.breaker.peak == D(104)
 
 
+def test_breaker_after_a_resume_counts_from_the_release_in_market_time(tmp_path: Path) -> None:
+    """In a replay (market time Monday, events stamped days later on the wall clock) a resume
+    restarts the breaker's reading from the release's market time, not the wall clock that
+    stamped it: a 6% fall after the resume trips again."""
+    wall, market = FixedClock(datetime(2026, 11, 29, 7, 0, tzinfo=UTC)), FixedClock(CRON_MONDAY)
+    with AuditLog(tmp_path / "workbench.sqlite", wall) as log:
+        authority = Authority(log, tmp_path, market)
+        authority.bootstrap(ALICE_CRED)
+
+        def nav_at(nav: str, at: datetime) -> trading_state.SnapshotRecord:
+            market.set(at)
+            return trading_state.record_portfolio_snapshot(
+                log, portfolio(nav=nav, at=at), BREAKER, key=authority.key
+            )
+
+        nav_at("100", datetime(2026, 11, 20, 21, 30, tzinfo=UTC))  # Friday after the close
+        monday = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
+        assert nav_at("94", monday).tripped
+        market.set(monday + timedelta(minutes=30))
+        trading_state.resume(authority, ALICE_CRED, reason="checked")
+        (release,) = log.events(types=(EventType.KILL_SWITCH_RELEASED,))
+        assert release.ts.startswith("2026-11-29")  # the wall clock stamps the event
+        assert not nav_at("93", monday + timedelta(hours=1)).tripped  # 1% below the Friday peak
+        again = nav_at("87", monday + timedelta(hours=2))  # 6.5% below 93, the peak since
+        assert again.tripped and again.breaker is not None and again.breaker.peak == D(93)
+
+
 def test_disabled_breaker_never_trips(log: AuditLog) -> None:
     """With the breaker disabled, a 50% drop is recorded but trading stays ACTIVE."""
     off = CircuitBreakerConfig(enabled=False, max_1d_drawdown_pct=D("0.05"))
@@ -295,7 +322,13 @@ def _forged_release(log: AuditLog, payload_json: str | None = None) -> None:
     """A KillSwitchReleased chained straight into the file, as code with raw access could."""
     if payload_json is None:
         payload_json = canonical.dumps(
-            {"state": "ACTIVE", "reason": "let me trade", "by": "mallory", "mac": "f" * 64}
+            {
+                "state": "ACTIVE",
+                "reason": "let me trade",
+                "by": "mallory",
+                "market_at": NOW,
+                "mac": "f" * 64,
+            }
         )
     raw_insert(log, "KillSwitchReleased", payload_json)
 

@@ -339,7 +339,11 @@ class TwoStepCommit(RuleBasedStateMachine):
         through the public trading-state table: the verified state fold ignores it, so a HALT
         stays a HALT (and the chain still verifies)."""
         release = KillSwitchReleased(
-            state=TradingState.ACTIVE, reason="forged", by="mallory", mac="f" * 64
+            state=TradingState.ACTIVE,
+            reason="forged",
+            by="mallory",
+            market_at=self.wb.clock.now(),
+            mac="f" * 64,
         )
         if through == "the file":
             raw_insert(self.wb.log, "KillSwitchReleased", canonical.dumps(release))

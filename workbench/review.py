@@ -22,7 +22,7 @@ import pandas as pd
 from workbench.audit import AuditLog, EventType, VerifyResult
 from workbench.clock import SystemClock
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.events import BrokerUpdate, RiskGateEvaluated
+from workbench.events import BrokerUpdate, KillSwitchReleased, RiskGateEvaluated
 from workbench.fmt import NEW_YORK
 from workbench.home import DB_NAME, require_home, resolve_policy_dir
 from workbench.models import PortfolioSnapshot
@@ -150,7 +150,10 @@ class Review:
         columns = ["time", "account", "currency", "nav", "drawdown_1d"]
         frame = pd.DataFrame(rows, columns=[*columns, "listed"])
         frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
-        releases = [_time(e.ts) for e in self.log.events(types=(RELEASED,), until=self.until)]
+        releases = [  # market time, as the breaker reads them (as recorded: no key here)
+            _time(e.data_as(KillSwitchReleased).market_at)
+            for e in self.log.events(types=(RELEASED,))
+        ]
         drawdowns: list[Decimal | None] = [None] * len(frame)
         for _, part in frame.groupby("account", sort=False):
             found = one_day_drawdowns(

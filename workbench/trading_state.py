@@ -5,9 +5,11 @@ survives restarts and cannot drift from the record. Each change goes through the
 table in ``workbench.lifecycle`` (the generic append refuses these events):
 
 - ``KillSwitchActivated`` {state: HALTED|REDUCING, reason, by}: anyone may tighten;
-- ``KillSwitchReleased`` {state: ACTIVE, reason, by, mac}: :func:`resume`, for an approver whose
-  credential the library verified; ``mac`` is the approval key's HMAC over the fields, the
-  event's seq and the previous event's hash (so a release copied elsewhere never verifies);
+- ``KillSwitchReleased`` {state: ACTIVE, reason, by, market_at, mac}: :func:`resume`, for an
+  approver whose credential the library verified; ``mac`` is the approval key's HMAC over the
+  fields, the event's seq and the previous event's hash (so a release copied elsewhere never
+  verifies); the breaker counts NAVs from its ``market_at`` on (a replay's day, not the wall
+  clock that stamped the event);
 - ``CircuitBreakerTripped`` {state: HALTED, …, nav, peak, drawdown, limit}: written with a
   ``KillSwitchActivated`` HALTED in the same transaction as the snapshot that tripped it.
 
@@ -109,12 +111,13 @@ def current_state(log: AuditLog, key: ApprovalKey | None) -> TradingState:
 
 
 def _last_release(log: AuditLog, key: ApprovalKey | None) -> datetime | None:
-    """When trading was last released (by a verified release, when ``key`` is given)."""
+    """When, in market time, trading was last released (by a verified release, when ``key``
+    is given): NAV points are market time too, whatever clock stamped the events."""
     secret = None if key is None else key.load_if_present()
     for event in log.events(types=(EventType.KILL_SWITCH_RELEASED,), newest_first=True):
         release = event.data_as(KillSwitchReleased)
         if key is None or release_verifies(secret, event, release):
-            return _parse_time(event.ts)
+            return release.market_at
     return None
 
 
@@ -162,7 +165,13 @@ def resume(authority: Authority, credential: Credential, *, reason: str) -> Stat
     log = authority.log
     with log.transaction() as tx:
         seq, prev_hash = tx.head()
-        draft = KillSwitchReleased(state=TradingState.ACTIVE, reason=text, by=name, mac="0" * 64)
+        draft = KillSwitchReleased(
+            state=TradingState.ACTIVE,
+            reason=text,
+            by=name,
+            market_at=authority.clock.now(),
+            mac="0" * 64,
+        )
         mac = keys.mac(secret, RELEASE_DOMAIN, draft.signed(seq + 1, prev_hash))
         release = draft.model_copy(update={"mac": mac})
         try:
