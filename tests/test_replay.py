@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from wbkit import APPROVER, PASSPHRASE, add_approver, intent
+from wbkit import APPROVER, CREDENTIAL, PASSPHRASE, add_approver, intent
 
 from workbench import fmt
 from workbench.audit import AuditLog
@@ -16,6 +16,7 @@ from workbench.daily import open_for_day, run_cycle
 from workbench.errors import ConfigError
 from workbench.explore import Lab
 from workbench.home import DB_NAME, replay_home
+from workbench.models import RuleId
 from workbench.panels import list_rows, open_panel
 from workbench.replay import ReplayDateError, plan_day, replay_at
 from workbench.ticket import build_ticket
@@ -184,3 +185,20 @@ def test_views_of_a_replay_show_its_market_time_not_the_wall_clock(tmp_path: Pat
         assert inputs.stop_rule.atr == wb.atr("SPY", DAY)
         times = {line.key: line.value for line in build_ticket(inputs).times}
         assert times["proposed"] == fmt.ny(MARKET_TIME)
+
+
+def test_a_replays_gate_sees_what_it_sent_at_its_market_time(tmp_path: Path) -> None:
+    """In a sandbox (events on the wall clock, days later) an order sent at 10:30 of the replayed
+    day is a submission at 10:30 for the gate: the same order again is a duplicate (R13), and
+    the submission records that market time while its event carries the wall clock."""
+    with Workbench.open(replay_home(tmp_path / "runs", DAY), create=True) as wb:
+        add_approver(wb)
+        pid = wb.run(intent(wb, "SPY", 10), actor="test").proposal_id
+        wb.submit(pid, wb.approve(pid, CREDENTIAL).token)
+        record = wb.detail(pid)
+        assert record.submission is not None
+        assert record.submission.data.spent_at == MARKET_TIME
+        assert datetime.fromisoformat(record.submission.ts) > MARKET_TIME + timedelta(days=1)
+        again = wb.run(intent(wb, "SPY", 10), actor="test")
+        assert again.decision is not None
+        assert RuleId.R13_DUPLICATE_ORDER in {v.rule_id for v in again.decision.violations}

@@ -42,7 +42,12 @@ from workbench.errors import (
     TradingHaltedError,
     UnknownProposalError,
 )
-from workbench.events import CircuitBreakerTripped, KillSwitchActivated, KillSwitchReleased
+from workbench.events import (
+    CircuitBreakerTripped,
+    KillSwitchActivated,
+    KillSwitchReleased,
+    OrderSubmitted,
+)
 from workbench.keys import ApprovalKey
 from workbench.lifecycle import TRADING_STATE_EVENTS, WORKING_STATES, change_trading_state
 from workbench.lifecycle import record_snapshot as _record_snapshot
@@ -273,6 +278,8 @@ def build_history(log: AuditLog, *, account: str, now: datetime, policy: RiskPol
     window = max(policy.flow.duplicate_window_seconds, 60)
     points = nav_points(log, account, trading_day(now).previous_open)
     peak = max((p.nav for p in nav_points(log, account) if p.at <= now), default=None)
+    # Events are stamped on the wall clock, never earlier than the market time they record (a
+    # replay's day is past): reading from there by stamp misses no submission spent since.
     submitted = log.events(
         types=(EventType.ORDER_SUBMITTED,), since=now - timedelta(seconds=window + 60)
     )
@@ -286,8 +293,10 @@ def build_history(log: AuditLog, *, account: str, now: datetime, policy: RiskPol
 
 
 def _submission(log: AuditLog, event: Event) -> tuple[Submission, str]:
+    """A submission at the market time its token was spent (a replay's day; the event itself
+    carries the wall-clock time it was written), for R13 and R14 to compare with the gate's now."""
     intent = _intent_of(log, event.proposal_id)
-    at = _parse_time(event.ts)
+    at = event.data_as(OrderSubmitted).spent_at
     sub = Submission(at, intent.symbol, intent.side, intent.quantity, event.proposal_id)
     return sub, intent.account
 
