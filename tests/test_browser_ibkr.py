@@ -76,7 +76,7 @@ def pending_on_ibkr(home: Path, gw: Gateway) -> str:
     """An approver and a limit buy of SPY awaiting approval, proposed through the facade on the
     IBKR broker (client id 41); its id."""
     with Workbench.open(home, "ibkr", policy_dir=POLICIES, clock=FixedClock(TRADING_NOW),
-                        port=gw.port, client_id=41) as wb:  # fmt: skip
+                        port=gw.port, client_id=41, create=True) as wb:  # fmt: skip
         add_approver(wb)
         outcome = wb.run(intent(wb, "SPY"), actor="test")
     assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome

@@ -20,6 +20,7 @@ from wbkit import APPROVER, PASSPHRASE, POLICIES
 from workbench import records
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
+from workbench.home import create_home
 from workbench.lifecycle import OrderState
 from workbench.testing import Gateway, GatewayConfig
 
@@ -80,6 +81,7 @@ def test_daily_approve_submit_on_ibkr_from_the_command_line(
     approves one proposal and submits it from the CLI: the bracket reaches IB with its orderRef,
     fills once, its stop works, and every output says which broker traded."""
     home = tmp_path / "home"
+    assert cli("init", "--home", str(home)).returncode == 0
     added = cli("approver", "add", APPROVER, "--passphrase-stdin", "--home", str(home),
                 stdin=PASSPHRASE + "\n")  # fmt: skip
     assert added.returncode == 0, added.stderr
@@ -124,8 +126,7 @@ def test_cli_refuses_a_live_port_and_connection_options_on_paper(
 ) -> None:
     """``--port 7496`` is refused naming the live gate and nothing connects; IBKR connection
     options on the paper broker are bad input."""
-    home = tmp_path / "home"
-    home.mkdir(mode=0o700)
+    home = create_home(tmp_path / "home")
     with Gateway(GatewayConfig(port=7496), start=TRADING_NOW) as live:
         run = cli("status", "--broker", "ibkr", "--port", "7496", "--home", str(home))
         assert live.received() == []

@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictBool, StrictInt
+from pydantic import Field, StrictBool, StrictInt, ValidationError
 
-from workbench.errors import LiveTradingRefusedError
+from workbench.errors import ConfigError, LiveTradingRefusedError
 from workbench.models import Currency
 from workbench.policy import Config, load_config
 
@@ -78,6 +78,21 @@ def load_broker_policy(path: Path) -> BrokerPolicy:
     """Load ``broker.yaml`` (a file path, or a folder holding it); faults are ConfigErrors."""
     path = Path(path)
     return load_config(BrokerPolicy, path / BROKER_FILE if path.is_dir() else path)
+
+
+def connection_settings(
+    policy_dir: Path, *, host: str | None, port: int | None, client_id: int | None
+) -> tuple[IbkrSettings, str]:
+    """The IBKR settings of ``broker.yaml`` with the given connection over them, checked paper
+    only, and the file's hash; a bad value is a ConfigError, a live one a refusal."""
+    policy = load_broker_policy(policy_dir)
+    try:
+        settings = policy.ibkr.with_overrides(host=host, port=port, client_id=client_id)
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"bad IBKR connection: {problems}") from None
+    paper_only(settings)
+    return settings, policy.digest
 
 
 def paper_only(settings: IbkrSettings) -> None:

@@ -1,18 +1,23 @@
 """The ``workbench`` command. It holds no logic: every action is one library call.
 
 Exit codes: 0 done; 1 refused (a credential, token, trading state or the gate said no; a report
-notebook failed); 2 bad input or configuration (nothing was done).
+notebook failed) or a fault (a full disk, a corrupt database); 2 bad input or configuration
+(nothing was done). Every expected failure is one line on stderr, never a traceback.
+
+Every command first prints the home it works on. Only ``daily`` and ``init`` create a home; every
+other command refuses a missing one (exit 2), naming the path it looked at.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import errno
 import getpass
 import logging
+import shutil
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +25,16 @@ from workbench import __version__, cli_format, fmt, privacy, trading_state
 from workbench.audit import AuditLog
 from workbench.authority import Authority, Credential
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.home import HOME_ENV, POLICY_ENV, db_path, resolve_home, resolve_policy_dir
+from workbench.home import (
+    DB_NAME,
+    HOME_ENV,
+    POLICY_ENV,
+    check_creatable,
+    create_home,
+    require_home,
+    require_writable,
+    resolve_home,
+)
 from workbench.models import TradingState
 
 if TYPE_CHECKING:
@@ -31,40 +45,33 @@ EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _fails_cleanly(handler: Handler) -> Handler:
-    """Print a typed fault in one line and map it to an exit code instead of a traceback."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (ConfigError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except WorkbenchError as exc:
-            print(f"refused: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
-
-    return run
+    """Marks a handler whose faults :func:`run_command` maps to one line and an exit code (the
+    mapping lives there, once, for every command)."""
+    return handler
 
 
-def _open_log(args: argparse.Namespace) -> AuditLog:
-    return AuditLog(db_path(args.home))
+def _open_log(args: argparse.Namespace, *, read_only: bool = False) -> AuditLog:
+    return AuditLog(resolve_home(args.home) / DB_NAME, read_only=read_only)
 
 
-def _open(args: argparse.Namespace) -> Workbench:
-    """The facade on the home, policies and broker the command line names (for IBKR: the
-    connection in policies/broker.yaml, with --host, --port and --client-id over it)."""
-    from workbench.workbench import Workbench
-
-    return Workbench.open(args.home, args.broker, policy_dir=args.policy_dir, **_connection(args))
+def _can_ask_secret(from_stdin: bool) -> None:
+    """Refuse (exit 2, one line) when a secret can be neither piped in nor typed at a terminal:
+    checked before anything is opened, shown or read, never an echoing fallback."""
+    if not from_stdin and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigError(
+            "no terminal to ask for a passphrase: pass --passphrase-stdin and pipe it in"
+        )
 
 
 def _connection(args: argparse.Namespace) -> dict[str, Any]:
+    """The IBKR connection the command line gives (None: as policies/broker.yaml says)."""
     return {"host": args.host, "port": args.port, "client_id": args.client_id}
 
 
 def _secret(prompt: str, from_stdin: bool) -> str:
-    """One secret: a line of stdin, or typed at a prompt that does not echo."""
+    """One secret: a line of stdin, or typed at a prompt that does not echo (a terminal is
+    required: without one, say how to pipe it instead of falling back to an echoing read)."""
+    _can_ask_secret(from_stdin)
     if from_stdin:
         return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     return getpass.getpass(prompt)
@@ -93,9 +100,18 @@ def _os_user() -> str:
 # -- the audit log -------------------------------------------------------------------------------
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create a workbench home (the folder and its database) if there is none."""
+    home = resolve_home(args.home)
+    existed = (home / DB_NAME).is_file()
+    create_home(home)
+    print("already a workbench home: nothing changed" if existed else "created")
+    return EXIT_OK
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Recompute the hash chain; exit 1 naming the first bad seq when it does not hold."""
-    with _open_log(args) as log:
+    with _open_log(args, read_only=True) as log:
         result = log.verify()
     if result.ok:
         print(f"audit chain OK: {result.checked} events, head {result.head_seq} {result.head_hash}")
@@ -110,7 +126,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
     """Print the newest events, oldest first."""
-    with _open_log(args) as log:
+    with _open_log(args, read_only=True) as log:
         events = log.tail(args.n)
     for e in events:
         who = f" {e.proposal_id}" if e.proposal_id else ""
@@ -121,13 +137,42 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 # -- status and trading state --------------------------------------------------------------------
 
 
+def _count(text: str) -> int:
+    """A count argument: a whole number from 1 to 1,000,000 (argparse reports anything else)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1,000,000")
+    return value
+
+
+def _path(text: str | None) -> Path | None:
+    """A path argument resolved against the caller's folder (None when not given)."""
+    return Path(text).expanduser().resolve() if text else None
+
+
+def _open(args: argparse.Namespace) -> Workbench:
+    """The facade on the command's home, broker, policies and bars (``--bars`` or the policy's);
+    for IBKR, the connection in policies/broker.yaml with --host, --port and --client-id over it."""
+    from workbench.workbench import Workbench
+
+    return Workbench.open(
+        args.home,
+        args.broker,
+        policy_dir=args.policy_dir,
+        bars_path=_path(args.bars),
+        **_connection(args),
+    )
+
+
 @_fails_cleanly
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the home, the broker, the trading state, the chain head and proposals by state."""
 
     with _open(args) as wb:
         status = wb.status()
-    print(f"home: {status['home']}")
     print(f"broker: {status['broker']} (account {status['account']})")
     print(
         f"trading state: {status['trading_state']} by {status['trading_state_by']}:"
@@ -241,6 +286,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     from workbench.ticket_source import ticket_for
     from workbench.ticket_view import to_text
 
+    _can_ask_secret(args.passphrase_stdin)  # no way to ask: refused before the ticket
     with _open(args) as wb:
         # The order as the approver must see it, before anything is asked of them.
         print(to_text(ticket_for(wb, args.proposal_id), cli_format.terminal_width()), flush=True)
@@ -357,27 +403,33 @@ def _unreadable_events(log: AuditLog, shown: int = 5) -> list[str]:
 
 @_fails_cleanly
 def cmd_daily(args: argparse.Namespace) -> int:
-    """Run the daily-cycle notebook with papermill into <home>/<as_of>/ (+ HTML without code)."""
-    from workbench.daily import market_today, run_notebook
+    """Run the daily-cycle notebook with papermill into <home>/<as_of>/ (+ HTML without code);
+    --as-of a past session replays it in its sandbox <home>/replay/<as_of>/."""
+    from workbench.scheduled import check_arguments, run_notebook
 
-    as_of = date.fromisoformat(args.as_of) if args.as_of else market_today()
-    run = run_notebook(
-        as_of=as_of,
-        home=resolve_home(args.home),
-        policy_dir=resolve_policy_dir(args.policy_dir),
+    run = check_arguments(  # every argument, before a kernel starts; writes nothing
+        as_of=args.as_of,
+        home=args.home,
+        policy_dir=args.policy_dir,
         broker=args.broker,
         proposer=args.proposer,
-        signals_path=Path(args.signals) if args.signals else None,
-        universe=args.universe,
-        bars_path=Path(args.bars) if args.bars else None,
-        progress=sys.stderr.isatty(),
+        signals=args.signals,
+        universe_text=args.universe,
+        bars=args.bars,
         **_connection(args),
     )
-    print(f"report: {run.notebook}")
-    if run.html:
-        print(f"html:   {run.html}")
-    if not run.ok:
-        print(f"FAILED: {run.error} (the executed notebook shows where)", file=sys.stderr)
+    if run.plan.replay:
+        print(f"replay home: {run.plan.run_home} (paper broker, market time {run.plan.day} 10:30)")
+    result = run_notebook(run, progress=sys.stderr.isatty())
+    print(f"report: {result.notebook}")
+    if result.html:
+        print(f"html:   {result.html}")
+    if not result.ok:
+        print(
+            f"FAILED: {result.error} (the failed run is {result.notebook.name};"
+            " an earlier good report beside it is untouched)",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     return EXIT_OK
 
@@ -403,7 +455,9 @@ def _say(text: str) -> None:
 def _common() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     home = argparse.ArgumentParser(add_help=False)
     home.add_argument(
-        "--home", default=None, help=f"workbench home folder (default: ${HOME_ENV}, else ./runs)"
+        "--home",
+        default=None,
+        help=f"workbench home folder (default: ${HOME_ENV}, else the project's runs/)",
     )
     full = argparse.ArgumentParser(add_help=False, parents=[home])
     full.add_argument(
@@ -416,6 +470,12 @@ def _common() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default="paper",
         choices=["paper", "ibkr"],
         help="paper (simulated, the default) or ibkr (an IBKR paper account via IB Gateway/TWS)",
+    )
+    full.add_argument(
+        "--bars",
+        default=None,
+        help="your own daily bars CSV/Parquet for the paper broker"
+        " (default: the policy's market_data.bars, else seeded synthetic bars)",
     )
     ibkr = full.add_argument_group("IBKR connection (--broker ibkr; default: policies/broker.yaml)")
     ibkr.add_argument("--host", default=None, help="IB Gateway/TWS host (127.0.0.1)")
@@ -501,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--proposer", default="rebalance", choices=["rebalance", "signals"])
     daily.add_argument("--signals", default=None, help="signals CSV for --proposer signals")
     daily.add_argument("--universe", default="", help="comma-separated symbols to trade")
-    daily.add_argument("--bars", default=None, help="your own daily bars CSV (paper broker)")
+    _add(sub, "init", cmd_init, home)
 
     gateway = _add(sub, "gateway", cmd_gateway, argparse.ArgumentParser(add_help=False))
     gateway.add_argument("--port", type=int, default=4012, help="TCP port on 127.0.0.1 (4012)")
@@ -512,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     _add(audit_sub, "verify", cmd_audit_verify, home)
     _add(audit_sub, "tail", cmd_audit_tail, home).add_argument(
-        "-n", type=int, default=20, help="how many events (default 20)"
+        "-n", type=_count, default=20, help="how many events, 1 to 1,000,000 (default 20)"
     )
     approver = sub.add_parser("approver", help="Manage the people who approve orders.")
     approver_sub = approver.add_subparsers(dest="approver_command", required=True, metavar="ACTION")
@@ -543,11 +603,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warn_if_readable(args: argparse.Namespace) -> None:
+# -- running a command: the home first, then one clear line for every expected failure ---------
+
+_CREATES_HOME = frozenset({"daily", "init"})
+_READS_ONLY = frozenset({"verify", "tail"})  # `audit verify` and `audit tail` open read-only
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_NEARLY_FULL = 64 * 1024  # bytes free below which a failed write is put down to a full disk
+
+
+def _check_home(args: argparse.Namespace) -> Path | None:
+    """The command's home: it must exist (only daily and init create one) and be writable
+    unless the command only reads; None for a command that uses no home (the gateway).
+    Refusals name the path looked at."""
+    if not hasattr(args, "home"):
+        return None
+    command = getattr(args, "audit_command", None) or args.command
+    if command in _CREATES_HOME:
+        return check_creatable(args.home)
+    home = require_home(args.home)
+    return home if command in _READS_ONLY else require_writable(home)
+
+
+def _warn_if_readable(args: argparse.Namespace, home: Path) -> None:
     """Every command says so when other local users can read the home (doctor reports it)."""
-    if args.handler is cmd_doctor or not hasattr(args, "home"):  # doctor reports; no home used
+    if args.handler is cmd_doctor:
         return
-    for problem in privacy.problems(resolve_home(args.home)):
+    for problem in privacy.problems(home):
         print(f"warning: {problem}: other local users can read it (approve and submit are"
               f" refused until `workbench doctor --fix-permissions`)", file=sys.stderr)  # fmt: skip
 
@@ -563,12 +645,58 @@ def _library_logs() -> None:
         logger.propagate = False
 
 
+def _os_problem(exc: OSError) -> tuple[str, int]:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in _DISK_FULL:
+        return f"error: the disk is full{where}: nothing half-written was left", EXIT_REFUSED
+    if exc.errno in _NOT_WRITABLE:
+        return f"error: cannot write{where}: {exc.strerror}", EXIT_BAD_INPUT
+    return f"error: {exc.strerror or exc}{where}", EXIT_REFUSED
+
+
+def _disk_note(home: Path | None) -> str:
+    """' (the disk holding HOME is full)' when it is: SQLite reports that as an I/O error."""
+    try:
+        full = home is not None and shutil.disk_usage(home).free < _NEARLY_FULL
+    except OSError:
+        full = False
+    return f" (the disk holding {home} is full)" if full else ""
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run one parsed command: print its home, then the handler; every expected failure is one
+    line on stderr and an exit code (2 bad input or configuration, 1 refused or a fault)."""
+    handler: Handler = args.handler
+    home: Path | None = None
+    try:
+        home = _check_home(args)
+        if home is not None:
+            print(f"home: {home}", flush=True)
+            _warn_if_readable(args, home)
+        return handler(args)
+    except (ConfigError, ValueError) as exc:
+        return _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    except WorkbenchError as exc:
+        return _fail(f"refused: {exc}{_disk_note(home)}", EXIT_REFUSED)
+    except sqlite3.DatabaseError as exc:
+        db = home / DB_NAME if home else "the workbench database"
+        if "full" in str(exc) or _disk_note(home):
+            return _fail(f"error: the disk holding {db} is full: nothing more was written", 1)
+        return _fail(f"error: {db} is corrupt or unreadable ({exc})", EXIT_REFUSED)
+    except OSError as exc:
+        return _fail(*_os_problem(exc))
+    except EOFError:
+        return _fail("error: the input ended before a value was read", EXIT_BAD_INPUT)
+
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _library_logs()
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
-    _warn_if_readable(args)
-    return handler(args)
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
