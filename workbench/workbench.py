@@ -234,7 +234,8 @@ class Workbench:
 
     @property
     def label(self) -> str:
-        """Which broker trades: "paper broker (simulated)" or "IBKR paper DU…"."""
+        """Which broker trades: "paper broker (simulated)" or "IBKR paper account DU… via
+        host:port"."""
         return self.broker.label
 
     @property

@@ -200,7 +200,7 @@ class Recorder:
         if target is None:  # Filled (fills drive it), PendingSubmit, PendingCancel, …
             return
         order = sent.order
-        status = _next_status(order, target, acked=sent.acked)
+        status = next_status(order, target, acked=sent.acked)
         if status is None:
             return
         reason = order.reason or ("cancelled at IB" if status is OrderStatus.CANCELLED else "")
@@ -219,7 +219,7 @@ class Recorder:
                 self._record(tx, order, None, message=text)
             return
         target = OrderStatus.CANCELLED if fact.code in CANCELLED_CODES else OrderStatus.REJECTED
-        status = _next_status(order, target, acked=sent.acked) or order.status
+        status = next_status(order, target, acked=sent.acked) or order.status
         self._record(tx, self._changed_order(order, status, text), None, message=text)
 
     def _fill(self, tx: Transaction, sent: SentOrder, fact: FillFact) -> None:
@@ -285,7 +285,7 @@ class Recorder:
             record_broker_update(tx, order.proposal_id, recorded, actor=ACTOR)
 
 
-def _next_status(order: BrokerOrder, target: OrderStatus, *, acked: bool) -> OrderStatus | None:
+def next_status(order: BrokerOrder, target: OrderStatus, *, acked: bool) -> OrderStatus | None:
     """The order's status after IB reports ``target``; None when nothing changes.
 
     A done order stays done; an order with fills stays (partially) filled until fills say more;
