@@ -21,7 +21,6 @@ import sqlite3
 import threading
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
 from ib_async import RequestError, Ticker
 
@@ -29,6 +28,7 @@ from workbench import sessions
 from workbench.audit import AuditLog, EventType, Transaction
 from workbench.broker_policy import IbkrSettings
 from workbench.brokers import ibkr_convert as convert
+from workbench.brokers.ibkr_checks import data_error, is_active, order_id_for, order_problem
 from workbench.brokers.ibkr_recorder import Recorder
 from workbench.brokers.ibkr_session import IbSession
 from workbench.brokers.ibkr_store import COMPONENT, MIGRATIONS, IbkrStore, SentOrder
@@ -206,7 +206,7 @@ class IbkrBroker:
         try:
             return self.session.call(self.session.quote(contract, read), what)
         except RequestError as exc:
-            raise MarketDataError(instrument.symbol, _data_error(exc)) from None
+            raise MarketDataError(instrument.symbol, data_error(exc)) from None
 
     def bars(self, symbol: str, end: date, n: int) -> tuple[Bar, ...]:
         """The ``n`` completed daily bars ending on ``end`` or before (IB's, regular hours)."""
@@ -222,7 +222,7 @@ class IbkrBroker:
                 f"{symbol} daily bars",
             )
         except RequestError as exc:
-            raise MarketDataError(symbol, _data_error(exc)) from None
+            raise MarketDataError(symbol, data_error(exc)) from None
         bars = convert.bars_from(symbol, found, through=through, label=self.label,
                                  synthetic=self.test_gateway)[-n:]  # fmt: skip
         if len(bars) < n:
@@ -281,7 +281,7 @@ class IbkrBroker:
     def _rejection(self, permit: SubmitPermit) -> str | Instrument:
         """Why a broker would refuse the permit's order before sending it, else the contract."""
         intent, now = permit.intent, self.now()
-        reason = _order_problem(permit, self.account, self.settings.currency, now)
+        reason = order_problem(permit, self.account, self.settings.currency, now)
         if reason is not None:
             return reason
         try:
@@ -302,10 +302,10 @@ class IbkrBroker:
         count = 1 if permit.protective_stop is None else 2
         ids = self.session.call(self.session.next_ids(count), "order ids")
         client, now = self.settings.client_id, self.now()
-        parent = parent_order(permit, _order_id(client, ids[0]), now)
+        parent = parent_order(permit, order_id_for(client, ids[0]), now)
         parent = parent.model_copy(update={"instrument": qualified, "account": self.account})
         orders = [parent]
-        child = stop_child(permit, parent, _order_id(client, ids[-1]))
+        child = stop_child(permit, parent, order_id_for(client, ids[-1]))
         if child is not None:
             orders.append(child)
         sent = [SentOrder(client, i, None, False, now, o) for i, o in zip(ids, orders, strict=True)]
@@ -419,7 +419,9 @@ class IbkrBroker:
             self.session.call(self.session.cancel(row.client_id, row.ib_order_id), what)
         ids = [row.order.order_id for row in watched]
         timeout = self.settings.timeouts.order_seconds
-        if not self.recorder.wait_for(lambda: all(not _active(self._row(i)) for i in ids), timeout):
+        if not self.recorder.wait_for(
+            lambda: all(not is_active(self._row(i)) for i in ids), timeout
+        ):
             raise BrokerError(f"IB has not confirmed cancelling {', '.join(ids)} in {timeout}s:"
                               " it may still work")  # fmt: skip
         done = [self._row(i).order for i in ids]
@@ -439,57 +441,14 @@ class IbkrBroker:
             rows = self.store.for_proposal(proposal_id)
             if not rows:
                 raise UnknownOrderError(proposal_id)
-        active = [r for r in rows if _active(r)]
+        active = [r for r in rows if is_active(r)]
         if not active:
             raise OrderNotWorkingError(rows[0].order.order_id, rows[0].order.status.value)
         parents = [r for r in active if r.order.parent_id is None]
         if not parents:
             return active, active
         family = self.store.for_proposal(str(parents[0].order.proposal_id))
-        kids = [r for r in family if r.order.parent_id == parents[0].order.order_id and _active(r)]
+        kids = [
+            r for r in family if r.order.parent_id == parents[0].order.order_id and is_active(r)
+        ]
         return parents, parents + kids
-
-
-def _order_id(client_id: int, ib_order_id: int) -> str:
-    return f"IB-{client_id}-{ib_order_id}"
-
-
-def _active(row: SentOrder) -> bool:
-    """Not known to be done at IB (an order sent but not yet acknowledged counts as active)."""
-    return not (row.acked and row.order.status in DONE_STATES)
-
-
-def _order_problem(permit: SubmitPermit, account: str, currency: str, now: datetime) -> str | None:
-    """What a broker refuses before it looks at the contract; the first reason wins."""
-    intent = permit.intent
-    if intent.account != account:
-        return f"unknown account {intent.account}: this IBKR session trades {account}"
-    quantity = Decimal(intent.quantity)
-    if not (quantity.is_finite() and quantity > 0 and quantity == quantity.to_integral_value()):
-        return f"quantity must be a positive whole number of shares, got {quantity}"
-    prices: list[tuple[str, Any]] = [("limit", intent.limit_price), ("stop", intent.stop_price)]
-    if permit.protective_stop is not None:
-        prices.append(("protective stop", permit.protective_stop.stop_price))
-    for name, value in prices:
-        if value is not None and not value > 0:
-            return f"the {name} price must be positive"
-    if intent.instrument.currency != currency:
-        return f"currency {intent.instrument.currency}: this account trades {currency}"
-    if intent.instrument.type not in (InstrumentType.STK, InstrumentType.ETF):
-        return f"the IBKR adapter trades stocks and ETFs, not {intent.instrument.type.value}"
-    tif = intent.time_in_force
-    if tif is not TimeInForce.GTC and sessions.xnys().session_at(now) is None:
-        when = now.strftime("%A %Y-%m-%d %H:%M %Z")
-        return f"market closed ({when}): a {tif.value} order needs an open NYSE session"
-    return None
-
-
-def _data_error(exc: RequestError) -> str:
-    if exc.code == 354:
-        return (
-            "no live market-data subscription for it at IB (error 354): subscribe, or set"
-            " market_data_type: 3 in policies/broker.yaml to use IB's delayed data"
-        )
-    if exc.code == 200:
-        return "unknown symbol at IB (error 200)"
-    return f"IB error {exc.code}: {exc.message}"
