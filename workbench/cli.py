@@ -14,6 +14,7 @@ import argparse
 import errno
 import getpass
 import logging
+import re
 import shutil
 import sqlite3
 import sys
@@ -634,15 +635,32 @@ def _warn_if_readable(args: argparse.Namespace, home: Path) -> None:
               f" refused until `workbench doctor --fix-permissions`)", file=sys.stderr)  # fmt: skip
 
 
-def _library_logs() -> None:
-    """ib_async's own warnings reach the terminal named as its, not as bare lines."""
+# IB's answers about an order that ib_async logs as errors while the workbench reports them itself,
+# in its words (a cancel confirmed, IB's reject, a TIF preset note).
+_SAID_BY_THE_WORKBENCH = re.compile(
+    r"^(?:(?:Error|Warning) (?:201|202|10349), |Canceled order: |IBKR API validation warning: )"
+)
+
+
+def _not_said_twice(record: logging.LogRecord) -> bool:
+    return _SAID_BY_THE_WORKBENCH.match(record.getMessage()) is None
+
+
+def _library_logs() -> logging.Handler:
+    """ib_async's own warnings reach the terminal named as its, not as bare lines, except what
+    the workbench says itself; returns the handler (one per process)."""
     logger = logging.getLogger("ib_async")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
-        logger.propagate = False
+    for existing in logger.handlers:
+        if getattr(existing, "workbench_cli", False):
+            return existing
+    handler = logging.StreamHandler()
+    handler.workbench_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+    handler.addFilter(_not_said_twice)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    return handler
 
 
 def _os_problem(exc: OSError) -> tuple[str, int]:
