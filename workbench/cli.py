@@ -646,6 +646,18 @@ def _not_said_twice(record: logging.LogRecord) -> bool:
     return _SAID_BY_THE_WORKBENCH.match(record.getMessage()) is None
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line comes (as logging's last resort does)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def _library_logs() -> logging.Handler:
     """ib_async's own warnings reach the terminal named as its, not as bare lines, except what
     the workbench says itself; returns the handler (one per process)."""
@@ -653,7 +665,7 @@ def _library_logs() -> logging.Handler:
     for existing in logger.handlers:
         if getattr(existing, "workbench_cli", False):
             return existing
-    handler = logging.StreamHandler()
+    handler = _Stderr()
     handler.workbench_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
     handler.addFilter(_not_said_twice)
