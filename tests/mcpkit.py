@@ -56,9 +56,9 @@ def client(server: WorkbenchMCP, name: str = HOST) -> Client:
 def order_from(
     quote: dict[str, Any], qty: int | str = 5, *, side: str = "BUY", stop: bool = True
 ) -> dict[str, Any]:
-    """A limit order the gate approves, from get_market_snapshot's result: at the touch, a
-    protective stop 3% away."""
-    touch = Decimal(quote["ask"] if side == "BUY" else quote["bid"])
+    """A limit order the gate approves, from get_market_snapshot's result: at the touch (the
+    reference price when nothing is quoted, e.g. on a weekend), a protective stop 3% away."""
+    touch = Decimal(quote["ask" if side == "BUY" else "bid"] or quote["reference_price"])
     away = Decimal("0.97") if side == "BUY" else Decimal("1.03")
     order: dict[str, Any] = {
         "instrument": {k: v for k, v in quote["instrument"].items() if v is not None},
