@@ -4,6 +4,7 @@ APPROVAL_REQUESTED, every hostile input refused, rate limits, untrusted text, th
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -498,3 +499,13 @@ async def test_the_prompt_explains_the_format_from_the_policy_in_force(
     assert "above 12345 in notional" in body.text
     assert "you cannot" in body.text and "untrusted-data" in body.text
     assert "protective_stop" in body.text
+
+
+def test_every_tool_is_documented_and_no_other() -> None:
+    """docs/mcp.md's tool table names exactly the server's tools; the README links the page."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "mcp.md").read_text()
+    rows = re.findall(r"^\| `([a-z_]+)` \| (read|step) \|", page, re.MULTILINE)
+    assert [name for name, _ in rows] == list(TOOL_NAMES)
+    assert {n for n, kind in rows if kind == "step"} == STEPS
+    assert "docs/mcp.md" in (root / "README.md").read_text()

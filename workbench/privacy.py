@@ -15,7 +15,7 @@ from pathlib import Path
 HOME_MODE = 0o700
 FILE_MODE = 0o600
 DB_NAME = "workbench.sqlite"
-PRIVATE_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "approval.key")
+PRIVATE_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "approval.key", "mcp.token")
 
 
 def make_home(folder: Path) -> None:
