@@ -143,18 +143,18 @@ class RateLimiter:
         limits = self.policy.rate_limits
         now = self.clock.now()
         window = timedelta(seconds=limits.window_seconds)
-        mine, theirs = self._sessions[session], self._tools[tool]
+        per_tool = limits.per_tool.get(tool)  # None for a name no tool has: its session counts
+        mine = self._sessions[session]
+        theirs = self._tools[tool] if per_tool is not None else deque()
         for calls in (mine, theirs):
             while calls and calls[0] <= now - window:
                 calls.popleft()
-        per_tool = limits.per_tool.get(tool)
         if len(mine) >= limits.per_session:
             self._refuse(f"{limits.per_session} calls per session", mine[0] + window - now)
         if per_tool is not None and len(theirs) >= per_tool:
             self._refuse(f"{per_tool} calls of {tool}", theirs[0] + window - now)
         mine.append(now)
-        if per_tool is not None:
-            theirs.append(now)
+        theirs.append(now)
 
     def _refuse(self, what: str, wait: timedelta) -> None:
         seconds = max(1, int(wait.total_seconds() + 0.999))
