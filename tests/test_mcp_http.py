@@ -22,6 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 from mcpkit import make_home, tool_calls
 
+from workbench import privacy
 from workbench.audit import AuditLog
 from workbench.clock import FixedClock
 from workbench.mcp_http import HomeTokenVerifier, check_bind, issue_token, token_path
@@ -179,6 +180,10 @@ def test_the_token_is_printed_once_and_only_its_digest_is_kept(
     assert again.returncode == 2 and again.stdout == "" and "--rotate" in again.stderr
     rotated = run("mcp", "token", "--rotate", "--home", str(home))
     assert rotated.returncode == 0 and rotated.stdout.strip() != token
+    token_path(home).chmod(0o644)  # widened: doctor reports it and the server will not start
+    assert any("mcp.token" in p for p in privacy.problems(home))
+    widened = run("mcp", "--http", "--port", str(port), "--home", str(home))
+    assert widened.returncode == 2 and "readable by others" in widened.stderr
 
 
 @pytest.mark.anyio

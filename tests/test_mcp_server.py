@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from mcp.server.mcpserver.exceptions import UnexpectedToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 from mcpkit import (
@@ -28,12 +29,12 @@ from wbkit import open_wb, parent_orders
 
 from workbench.audit import AuditLog
 from workbench.clock import FixedClock
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, UnknownProposalError
 from workbench.events import ToolOutcome
 from workbench.lifecycle import OrderState
 from workbench.mcp_orders import SERVER_FILLED, ProposedOrder
 from workbench.mcp_policy import McpPolicy, load_mcp_policy
-from workbench.mcp_server import TOOL_NAMES, WorkbenchMCP, build_server
+from workbench.mcp_server import TOOL_NAMES, WorkbenchMCP, _explain, build_server
 from workbench.models import OrderIntent
 from workbench.proposer import Proposer
 from workbench.records import load
@@ -509,3 +510,15 @@ def test_every_tool_is_documented_and_no_other() -> None:
     assert [name for name, _ in rows] == list(TOOL_NAMES)
     assert {n for n, kind in rows if kind == "step"} == STEPS
     assert "docs/mcp.md" in (root / "README.md").read_text()
+
+
+def test_a_crash_reaches_the_model_as_one_generic_line() -> None:
+    """An unexpected exception's text (a path, a trace) never reaches the model; a refusal by
+    the workbench does, and a schema error says where and what."""
+    crash = UnexpectedToolError("Error executing tool get_portfolio")
+    crash.__cause__ = RuntimeError("/home/someone/secret boom")
+    generic = "the server failed on this call (logged); try again later"
+    assert _explain(crash) == (ToolOutcome.FAULT, generic)
+    refused = UnexpectedToolError("Error executing tool simulate_proposal")
+    refused.__cause__ = UnknownProposalError("p9")
+    assert _explain(refused) == (ToolOutcome.REFUSED, "unknown proposal 'p9'")

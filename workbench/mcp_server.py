@@ -16,6 +16,7 @@ echo what it sent; a crash shows a generic message.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -77,6 +78,7 @@ from workbench.models import Symbol
 from workbench.orders import ProposalId
 from workbench.proposer import Proposer, next_step
 
+LOG = logging.getLogger(__name__)
 Transport = Literal["stdio", "http"]
 SERVER_NAME = "workbench"
 _TOOL_LABEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -195,6 +197,8 @@ class WorkbenchMCP(MCPServer[Connection]):
             raise ToolError(str(exc)) from None
         except ToolError as exc:
             outcome, message = _explain(exc)
+            if outcome is ToolOutcome.FAULT:  # the model sees a generic line; the log, why
+                LOG.error("tool %s failed", _tool_label(name), exc_info=exc.__cause__)
             self._record(name, measured, outcome, message, origin, _asked_for(arguments))
             raise ToolError(message) from None
         self._record(name, measured, ToolOutcome.OK, _summary(result), origin, _made(result))
@@ -254,7 +258,10 @@ def _explain(exc: ToolError) -> tuple[ToolOutcome, str]:
     cause = exc.__cause__
     if isinstance(exc, UnexpectedToolError):
         if isinstance(cause, AuditError):
-            return ToolOutcome.FAULT, "the audit log could not be read or written: nothing done"
+            return (
+                ToolOutcome.FAULT,
+                "the audit log could not be read or written (see the server's log)",
+            )
         if isinstance(cause, WorkbenchError):
             return ToolOutcome.REFUSED, str(cause)[:500]
         return ToolOutcome.FAULT, "the server failed on this call (logged); try again later"
