@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/workbench init
 	$(BIN)/workbench doctor --fix-permissions
 	$(BIN)/workbench daily
 

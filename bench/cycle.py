@@ -61,7 +61,11 @@ def build_intents(wb: Workbench, n: int) -> list[OrderIntent]:
 def run_size(n: int, profile: bool = False) -> tuple[float, Counter[str], int]:
     """Seconds for ``n`` intents through ``wb.run_many``; the outcome states; events written."""
     with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
-        wb = Workbench.open(Path(tmp), "paper", policy_dir=ROOT / "policies", clock=FixedClock(NOW))
+        clock = FixedClock(NOW)
+        wb = Workbench.open(
+            Path(tmp), "paper", policy_dir=ROOT / "policies", clock=clock, log_clock=clock,
+            create=True,
+        )  # fmt: skip
         try:
             intents = build_intents(wb, n)
             before = wb.log.count()

@@ -1,8 +1,9 @@
 """The scheduled daily run end to end: papermill wall time and the kernel's peak memory.
 
 A 500-symbol universe with user-supplied bars (generated here as a CSV, one walk per symbol) goes
-through `workbench daily`'s own code path (papermill, the real kernel, nbconvert HTML) into a
-temporary home. Run: `.venv/bin/python bench/daily.py [--symbols 500]`.
+through `workbench daily`'s own code path (argument checks, papermill, the real kernel, nbconvert
+HTML) into a temporary home (a past day: its replay sandbox).
+Run: `.venv/bin/python bench/daily.py [--symbols 500]`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from workbench.audit import AuditLog, EventType
-from workbench.daily import run_notebook
 from workbench.home import resolve_policy_dir
+from workbench.scheduled import check_arguments, run_notebook
 from workbench.sessions import xnys
 
 AS_OF = date(2026, 11, 18)
@@ -67,16 +68,17 @@ def main() -> None:
         write_bars(bars, symbols)
         policies = every_symbol_trades(Path(tmp) / "policies")
         start = time.perf_counter()
-        run = run_notebook(
-            as_of=AS_OF,
-            home=Path(tmp) / "home",
-            policy_dir=policies,
-            universe=",".join(symbols),
-            bars_path=bars,
+        checked = check_arguments(
+            as_of=AS_OF.isoformat(),
+            home=str(Path(tmp) / "home"),
+            policy_dir=str(policies),
+            universe_text=",".join(symbols),
+            bars=str(bars),
         )
+        run = run_notebook(checked)
         wall = time.perf_counter() - start
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        with AuditLog(Path(tmp) / "home" / "workbench.sqlite") as log:
+        with AuditLog(checked.plan.run_home / "workbench.sqlite") as log:  # the replay sandbox
             proposed = len(log.events(types=(EventType.ORDER_PROPOSED,)))
             events = log.head()[0]
     print(f"universe: {args.symbols} symbols, {SESSIONS} sessions of bars")

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from workbench.audit import AuditLog
 from workbench.clock import FixedClock
+from workbench.home import create_home
 from workbench.workbench import Workbench
 
 # Two shared cores under load: judge examples by what they find, never by how long they take.
@@ -31,11 +32,9 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    """An empty workbench home folder, private (0700) as the workbench creates its own."""
-    path = tmp_path / "home"
-    path.mkdir(mode=0o700)
-    path.chmod(0o700)
-    return path
+    """A fresh workbench home: the folder and its empty database (what `workbench init` makes),
+    private (0700, the database 0600) as the workbench creates its own."""
+    return create_home(tmp_path / "home")
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ Every payload here is the real model of its event type; the proposals are walked
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import shutil
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from workbench.models import (
     Source,
     Violation,
 )
+from workbench.sessions import xnys
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
@@ -136,7 +138,7 @@ def fake_submission(
 ) -> OrderSubmitted:
     return OrderSubmitted(
         token_id=token_id, intent_hash=intent.intent_hash, order_ref=order_ref,
-        approvers=("mallory",),
+        approvers=("mallory",), spent_at=EVALUATED_AT,
     )  # fmt: skip
 
 
@@ -230,3 +232,17 @@ def raw_insert(log: AuditLog, type_: str, payload_json: str, pid: str | None = N
     )
     raw.commit()
     raw.close()
+
+
+def write_bars(path: Path, symbols: tuple[str, ...], end: date, sessions: int = 30) -> Path:
+    """A user's daily bars file for ``symbols`` over the sessions ending on ``end``: closes
+    near 100 + 10·n in a gentle zigzag, volume 2,000,000."""
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["date", "symbol", "open", "high", "low", "close", "volume"])
+        for n, symbol in enumerate(symbols):
+            for k, session in enumerate(xnys().ending(end, sessions)):
+                close = Decimal(100 + 10 * n) + Decimal(k % 3)
+                row = [close - 1, close + 2, close - 2, close]
+                out.writerow([session.day.isoformat(), symbol, *row, 2_000_000])
+    return path

@@ -36,7 +36,9 @@ def make_home(home: Path, clock: FixedClock) -> None:
 
 
 def open_proposer(home: Path, clock: FixedClock, policies: Path = POLICIES) -> Proposer:
-    return Proposer.open(home, policy_dir=policies, clock=clock, ids=counter_ids("m"))
+    return Proposer.open(
+        home, policy_dir=policies, clock=clock, log_clock=clock, ids=counter_ids("m")
+    )
 
 
 @contextmanager

@@ -35,8 +35,9 @@ from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, op
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
-from workbench.home import db_path
+from workbench.home import create_home, db_path, replay_home
 from workbench.lifecycle import OrderState
+from workbench.replay import NEW_YORK
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -201,10 +202,15 @@ def page(browser: Browser) -> Iterator[Page]:
 # -- the scenario's parts --------------------------------------------------------------------
 
 
+def sandbox(home: Path) -> Path:
+    """The replay sandbox the panel's replay clock (``clock_at``) opens: never the live home."""
+    return replay_home(home, TRADING_NOW.astimezone(NEW_YORK).date())
+
+
 def pending_proposal(home: Path, symbols: tuple[str, ...] = ("SPY",)) -> str:
-    """A registered approver and limit buys awaiting approval, made by the real facade; the
-    id of the last one."""
-    with open_wb(home, FixedClock(TRADING_NOW)) as wb:
+    """A registered approver and limit buys awaiting approval, made by the real facade in the
+    sandbox of the replayed day; the id of the last one."""
+    with open_wb(sandbox(home), FixedClock(TRADING_NOW)) as wb:
         add_approver(wb)
         outcomes = [wb.run(intent(wb, symbol), actor="test") for symbol in symbols]
     assert all(o.state is OrderState.APPROVAL_REQUESTED for o in outcomes), outcomes
@@ -265,7 +271,7 @@ def status(page: Page, text: str) -> str:
 
 def event_types(home: Path, proposal_id: str) -> list[str]:
     """The audit log's event types for one proposal, oldest first."""
-    with AuditLog(db_path(home), FixedClock(TRADING_NOW)) as log:
+    with AuditLog(db_path(sandbox(home)), FixedClock(TRADING_NOW)) as log:
         return [str(e.type) for e in log.events(proposal_id=proposal_id)]
 
 
@@ -377,7 +383,7 @@ def test_halt_in_browser_turns_the_header_red(
         assert colour == "rgb(179, 38, 30)", colour
         status(page, "Trading HALTED by ops")
         screenshot(page, "approvals-halted.png", ".wb-header-box")
-    with AuditLog(db_path(home), FixedClock(TRADING_NOW)) as log:
+    with AuditLog(db_path(sandbox(home)), FixedClock(TRADING_NOW)) as log:
         assert [e.type for e in log.events(types=(EventType.KILL_SWITCH_ACTIVATED,))] == [
             EventType.KILL_SWITCH_ACTIVATED
         ]
@@ -404,6 +410,7 @@ def test_explore_sliders_rejudge_without_error(
     """Each explore slider, moved in the browser, re-judges the intents without an error; the
     verdicts change when the limits say they should."""
     home = tmp_path / "home"
+    create_home(sandbox(home))  # the replay time opens that day's sandbox, never the live home
     url = lab.notebook_url(notebook_copy(lab, "explore", home, EXPLORE), "explore")
     table = page.locator(".wb-explore-table")
     with screenshot_on_failure(page, "explore-sliders"):

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 from conftest import TRADING_NOW
-from helpers import tool_called
+from helpers import tool_called, write_bars
 from wbkit import APPROVER, CREDENTIAL, PASSPHRASE, add_approver, counter_ids, intent, open_wb
 
 import workbench.workbench as workbench_module
 from workbench import cli
 from workbench.audit import AuditLog, EventType
-from workbench.cli import build_parser, main
+from workbench.cli import _open, build_parser, main
 from workbench.clock import FixedClock
 from workbench.fmt import findings
+from workbench.replay import market_today
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
@@ -48,10 +51,12 @@ def test_every_command_has_help_and_is_documented() -> None:
 def test_home_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """WORKBENCH_HOME chooses the home when --home is not given."""
+    """WORKBENCH_HOME chooses the home when --home is not given (init creates it there)."""
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "h"))
-    assert main(["audit", "verify"]) == 0
+    assert main(["audit", "verify"]) == 2  # not created by a read
+    assert main(["init"]) == 0 and main(["audit", "verify"]) == 0
     assert (tmp_path / "h" / "workbench.sqlite").exists()
+    assert capsys.readouterr().out.splitlines()[-2] == f"home: {tmp_path / 'h'}"
 
 
 def test_audit_tail_prints_the_newest_events(
@@ -62,7 +67,8 @@ def test_audit_tail_prints_the_newest_events(
         for i in range(3):
             log.append(EventType.TOOL_CALLED, tool_called(i=i), actor="test")
     assert main(["audit", "tail", "-n", "2", "--home", str(home)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    header, *lines = capsys.readouterr().out.strip().splitlines()
+    assert header == f"home: {home}"
     assert [line.split()[0] for line in lines] == ["2", "3"]
 
 
@@ -77,6 +83,15 @@ def wall_clock_at_trading_now(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
     return clock
 
 
+@pytest.fixture
+def at_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """stdin and stdout are a person's terminal (outside our control), so a passphrase prompt
+    may be shown; without one `approve` refuses before anything (test_cli_failures)."""
+    # pytest swaps its capture objects between set-up and the call: patch their classes
+    monkeypatch.setattr(type(sys.stdin), "isatty", lambda self: True)
+    monkeypatch.setattr(type(sys.stdout), "isatty", lambda self: True)
+
+
 def _pending(home: Path, symbols: tuple[str, ...] = ("SPY",)) -> list[str]:
     with open_wb(home, FixedClock(TRADING_NOW)) as wb:
         add_approver(wb)
@@ -88,6 +103,7 @@ def test_approve_prints_the_ticket_before_asking_for_the_passphrase(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     wall_clock_at_trading_now: FixedClock,
+    at_a_terminal: None,
 ) -> None:
     """`workbench approve` shows the order, its stop, risk and checks before the prompt."""
     (pid,) = _pending(home)
@@ -109,7 +125,10 @@ def test_approve_prints_the_ticket_before_asking_for_the_passphrase(
 
 
 def test_approve_of_an_unknown_proposal_asks_nothing(
-    home: Path, monkeypatch: pytest.MonkeyPatch, wall_clock_at_trading_now: FixedClock
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    wall_clock_at_trading_now: FixedClock,
+    at_a_terminal: None,
 ) -> None:
     """An unknown proposal id is refused before any passphrase is asked for."""
     _pending(home)
@@ -185,3 +204,39 @@ def test_findings_split_the_view_text_blockers_first() -> None:
     assert findings("simulation failed: no quote") == [
         ("FAULT", "BLOCKER", "simulation failed: no quote")
     ]
+
+
+FACADE_COMMANDS = [
+    ["status"],
+    ["proposals"],
+    ["approve", "p1", "--approver", "bob"],
+    ["reject", "p1", "--approver", "bob", "--reason", "no"],
+    ["submit", "p1", "--token", "t"],
+    ["cancel", "p1"],
+    ["reconcile"],
+    ["resume", "--approver", "bob"],
+]
+
+
+@pytest.mark.parametrize("command", FACADE_COMMANDS, ids=lambda c: c[0])
+def test_every_command_that_marks_positions_takes_the_users_bars(
+    home: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """--bars reaches the paper broker of every command that opens the facade."""
+    bars = write_bars(tmp_path / "mine.csv", ("SPY",), date(2026, 11, 18))
+    args = build_parser().parse_args([*command, "--bars", str(bars), "--home", str(home)])
+    with _open(args) as wb:
+        assert wb.broker.market.label == "file mine.csv"  # type: ignore[attr-defined]
+
+
+def test_policy_bars_are_read_relative_to_the_policies_folder(home: Path, tmp_path: Path) -> None:
+    """market_data.bars in strategy_params.yaml is used when --bars is not given."""
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    write_bars(policies / "bars.csv", ("SPY",), market_today())  # the CLI runs on the wall clock
+    params = policies / "strategy_params.yaml"
+    params.write_text(params.read_text().replace("  bars: null", "  bars: bars.csv"))
+    args = build_parser().parse_args(["status", "--home", str(home), "--policy-dir", str(policies)])
+    with _open(args) as wb:
+        quote = wb.market_snapshot("SPY", record=False)
+    assert quote.source == "file bars.csv" and not quote.synthetic

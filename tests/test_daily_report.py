@@ -1,13 +1,16 @@
 """The daily report as a reviewer reads it: the HTML that `workbench daily` writes.
 
-One module-wide scenario on a real home: Wednesday's run proposes ten orders, two are approved
-and filled; Thursday runs under a policy whose per-trade cap (15,000) rejects every new order;
-Saturday runs on a closed market. Each test reads the rendered HTML.
+One module-wide scenario on a real live home, as cron runs it: Wednesday's run proposes ten
+orders, two are approved and filled; Thursday runs under a policy whose per-trade cap (15,000)
+rejects every new order; Saturday runs on a closed market. Each run is the real `workbench
+daily` (no ``--as-of``: a past day would be a replay in its own sandbox, and a Saturday cannot be
+replayed) on a wall clock fixed at that moment (``tests/wallclock``). Each test reads the HTML.
 """
 
 from __future__ import annotations
 
 import html as htmllib
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +26,7 @@ from wbkit import CREDENTIAL, POLICIES, add_approver
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
+from workbench.replay import NEW_YORK
 from workbench.workbench import Workbench
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
@@ -36,15 +40,23 @@ class Days:
     closed_day: str
 
 
-def _daily(home: Path, day: str, *extra: str) -> None:
+WALL_CLOCK = Path(__file__).resolve().parent / "wallclock"
+
+
+def _daily(home: Path, wall_clock: datetime, *extra: str) -> None:
+    """Today's live run, as cron starts it, with the wall clock (CLI and kernel) at
+    ``wall_clock``."""
+    path = os.pathsep.join(p for p in (str(WALL_CLOCK), os.environ.get("PYTHONPATH")) if p)
     run = subprocess.run(
-        [WORKBENCH, "daily", "--as-of", day, "--home", str(home), *extra],
+        [WORKBENCH, "daily", "--home", str(home), *extra],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "PYTHONPATH": path, "WORKBENCH_TEST_WALL_CLOCK": wall_clock.isoformat()},
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stderr == "", run.stderr  # no kernel notices on the terminal either
+    assert f"{home / wall_clock.astimezone(NEW_YORK).date().isoformat()}" in run.stdout
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +68,16 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Days]:
     policy.write_text(
         policy.read_text().replace("max_notional_per_trade: 25000", "max_notional_per_trade: 15000")
     )
-    _daily(home, "2026-11-18")
+    _daily(home, datetime(2026, 11, 18, 10, 30, tzinfo=NEW_YORK))
     clock = FixedClock(datetime(2026, 11, 18, 15, 31, tzinfo=UTC))
-    with Workbench.open(home, "paper", policy_dir=POLICIES, clock=clock) as wb:
+    with Workbench.open(
+        home, "paper", policy_dir=POLICIES, clock=clock, log_clock=clock
+    ) as wb:  # the live home, a minute after the run, on a test's clock
         add_approver(wb)
         for pid in list(wb.proposals()["proposal_id"])[:2]:
             wb.submit(pid, wb.approve(pid, CREDENTIAL).token)
-    _daily(home, "2026-11-19", "--policy-dir", str(tight))
-    _daily(home, "2026-11-21")
+    _daily(home, datetime(2026, 11, 19, 10, 30, tzinfo=NEW_YORK), "--policy-dir", str(tight))
+    _daily(home, datetime(2026, 11, 21, 12, 0, tzinfo=NEW_YORK))
     yield Days(home, "2026-11-19", "2026-11-21")
 
 

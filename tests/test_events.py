@@ -72,7 +72,7 @@ STATE_SAMPLES: dict[EventType, Frozen] = {
         state=TradingState.HALTED, reason="x", by="ops"
     ),
     EventType.KILL_SWITCH_RELEASED: KillSwitchReleased(
-        state=TradingState.ACTIVE, reason="x", by="mallory", mac="0" * 64
+        state=TradingState.ACTIVE, reason="x", by="mallory", market_at=EVALUATED_AT, mac="0" * 64
     ),
     EventType.CIRCUIT_BREAKER_TRIPPED: CircuitBreakerTripped(
         state=TradingState.HALTED,

@@ -13,11 +13,15 @@ from conftest import TRADING_NOW
 from wbkit import POLICIES
 
 from workbench.explore import Lab, snap
+from workbench.home import create_home, replay_home
+from workbench.replay import NEW_YORK
 
 
 @pytest.fixture
 def lab(home: Path) -> Iterator[Lab]:
-    """The lab on an empty paper account at a trading moment, policies as filed."""
+    """The lab on an empty paper account at a trading moment, policies as filed: a replay time
+    opens that day's sandbox (``workbench init`` made it), never the live home."""
+    create_home(replay_home(home, TRADING_NOW.astimezone(NEW_YORK).date()))
     opened = Lab.open(home=str(home), policy_dir=str(POLICIES), clock_at=TRADING_NOW.isoformat())
     yield opened
     opened.wb.close()

@@ -82,7 +82,7 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     proc = subprocess.Popen(
-        [WORKBENCH, "mcp", "--http", "--port", str(port), "--home", str(home)],
+        [WORKBENCH, "mcp", "--http", "--http-port", str(port), "--home", str(home)],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -152,12 +152,12 @@ def test_binding_anything_but_loopback_needs_allow_remote(home: Path, clock: Fix
     assert run("mcp", "token", "--home", str(home)).returncode == 0
     port = free_port()
     for host in ("0.0.0.0", "192.168.1.10", "::"):
-        out = run("mcp", "--http", "--host", host, "--port", str(port), "--home", str(home))
+        out = run("mcp", "--http", "--bind", host, "--http-port", str(port), "--home", str(home))
         assert out.returncode == 2 and f"refusing to listen on {host}" in out.stderr
         assert "--allow-remote" in out.stderr
     assert not listening(port)
     check_bind("0.0.0.0", allow_remote=True)  # the flag is the only way past the check
-    out = run("mcp", "--host", "127.0.0.1", "--home", str(home))
+    out = run("mcp", "--bind", "127.0.0.1", "--home", str(home))
     assert out.returncode == 2 and "need --http" in out.stderr
 
 
@@ -168,11 +168,12 @@ def test_the_token_is_printed_once_and_only_its_digest_is_kept(
     call refuses; --rotate issues a new one; HTTP without any token file does not start."""
     make_home(home, clock)
     port = free_port()
-    none_yet = run("mcp", "--http", "--port", str(port), "--home", str(home))
+    none_yet = run("mcp", "--http", "--http-port", str(port), "--home", str(home))
     assert none_yet.returncode == 2 and "run `workbench mcp token` first" in none_yet.stderr
     first = run("mcp", "token", "--home", str(home))
     token = first.stdout.strip()
     assert first.returncode == 0 and len(token) >= 40 and "shown once" in first.stderr
+    assert first.stdout == token + "\n"  # the token alone on stdout (the home line: stderr)
     stored = token_path(home).read_text()
     assert token not in stored and len(stored.strip()) == 64
     assert stat.S_IMODE(token_path(home).stat().st_mode) == 0o600
@@ -182,7 +183,7 @@ def test_the_token_is_printed_once_and_only_its_digest_is_kept(
     assert rotated.returncode == 0 and rotated.stdout.strip() != token
     token_path(home).chmod(0o644)  # widened: doctor reports it and the server will not start
     assert any("mcp.token" in p for p in privacy.problems(home))
-    widened = run("mcp", "--http", "--port", str(port), "--home", str(home))
+    widened = run("mcp", "--http", "--http-port", str(port), "--home", str(home))
     assert widened.returncode == 2 and "readable by others" in widened.stderr
 
 

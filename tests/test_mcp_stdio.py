@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,17 @@ from wbkit import POLICIES
 from workbench.audit import AuditLog
 from workbench.clock import FixedClock, SystemClock
 from workbench.daily import market_status
+from workbench.home import replay_home
+from workbench.lifecycle import OrderState
 from workbench.mcp_server import TOOL_NAMES
+from workbench.workbench import Workbench
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 HOST = "stdio-test-host"
 INSPECTOR = "@modelcontextprotocol/inspector@0.15.0"
+SESSION_DAY = date(2026, 11, 18)  # a Wednesday NYSE session, in the past
 
 
 @pytest.fixture
@@ -80,6 +85,34 @@ async def test_over_stdio_the_command_lists_exactly_the_tools_and_reads_the_port
     assert names == list(TOOL_NAMES)
     assert portfolio["broker"] == "paper broker (simulated)"
     assert portfolio["net_liquidation"] == "1000000" and portfolio["positions"] == []
+
+
+async def test_over_stdio_the_path_ends_awaiting_a_person_with_the_client_named(
+    tmp_path: Path,
+) -> None:
+    """In a replay sandbox made the proper way (``workbench init`` of ``<home>/replay/<day>``:
+    market time 10:30 New York on that day, whatever the wall clock says): propose → simulate →
+    evaluate → request approval ends in APPROVAL_REQUESTED with the client's name recorded, and
+    nothing reaches the broker."""
+    sandbox = replay_home(tmp_path / "runs", SESSION_DAY)
+    made = subprocess.run([WORKBENCH, "init", "--home", str(sandbox)], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    async with session(sandbox) as s:
+        order = order_from(await call(s, "get_market_snapshot", symbol="SPY"))
+        pid = (await call(s, "propose_order", order=order))["proposal_id"]
+        await call(s, "simulate_proposal", proposal_id=pid)
+        judged = await call(s, "evaluate_proposal", proposal_id=pid)
+        asked = await call(s, "request_approval", proposal_id=pid)
+    assert judged["decision"]["decision"] == "APPROVE", judged
+    assert asked["state"] == "APPROVAL_REQUESTED"
+    with Workbench.open(sandbox, proposer_only=True) as wb:
+        record = wb.detail(pid)
+        assert wb.broker.orders() == ()
+    origin = record.proposed.data.origin
+    assert record.state is OrderState.APPROVAL_REQUESTED and origin is not None
+    assert (origin.client, origin.transport) == (HOST, "stdio")
+    assert record.proposed.actor == f"mcp:{HOST}"
 
 
 async def test_over_stdio_hostile_orders_are_refused_and_leave_no_proposal(

@@ -336,3 +336,16 @@ def test_sim_result_rejects_nan() -> None:
 def test_order_type_enum_matches_spec() -> None:
     """The order types are exactly those the SPEC names."""
     assert {t.value for t in OrderType} == {"MKT", "LMT", "STP", "STP_LMT"}
+
+
+@pytest.mark.parametrize("quantity", ["10.0000000000000000000000000001", "0.000000001"])
+def test_quantity_finer_than_eight_places_is_refused(quantity: str) -> None:
+    """A quantity with more than 8 decimal places is garbage, refused by the model itself."""
+    with pytest.raises(ValidationError, match="decimal places"):
+        intent(quantity=quantity)
+
+
+def test_quantity_trailing_zeros_are_not_places() -> None:
+    """10.5000000000 has one decimal place and 12.00000000000 none: both are accepted."""
+    assert intent(quantity="10.5000000000").quantity == Decimal("10.5")
+    assert intent(quantity="12.00000000000").quantity == 12

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from workbench.home import create_home
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -42,7 +45,7 @@ def test_notebook_uses_python3_kernel_and_has_parameters(path: Path) -> None:
 @pytest.mark.slow
 def test_notebooks_run_under_nbval(tmp_path: Path) -> None:
     """`pytest --nbval-lax` runs every notebook against a fresh home without an error."""
-    env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "WORKBENCH_HOME": str(create_home(tmp_path / "home"))}
     run = subprocess.run(
         [
             sys.executable,
@@ -69,3 +72,32 @@ def test_notebooks_run_under_nbval(tmp_path: Path) -> None:
     assert f"{cells} passed" in run.stdout  # every code cell ran as its own item
     assert (tmp_path / "home" / "workbench.sqlite").exists()
     assert not list((ROOT / "notebooks").glob("runs")), "a notebook wrote beside itself"
+
+
+@pytest.mark.slow
+def test_a_notebook_opened_from_notebooks_finds_the_projects_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from <project>/notebooks (JupyterLab's folder) with no home given, the review
+    notebook refuses the missing <project>/runs by name, then reads it once `init` made it."""
+    import papermill as pm
+
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    shutil.copytree(ROOT / "policies", project / "policies")
+    monkeypatch.delenv("WORKBENCH_HOME", raising=False)
+    review = str(ROOT / "notebooks" / "review.ipynb")
+    out = str(tmp_path / "out.ipynb")
+    with pytest.raises(pm.PapermillExecutionError) as refused:
+        pm.execute_notebook(review, out, cwd=str(project / "notebooks"), progress_bar=False)
+    assert refused.value.ename == "HomeError"
+    assert str(project / "runs") in refused.value.evalue
+    assert not (project / "runs").exists() and not (project / "notebooks" / "runs").exists()
+    create_home(project / "runs")
+    pm.execute_notebook(review, out, cwd=str(project / "notebooks"), progress_bar=False)
+    printed = "".join(  # streams and the plain-text twin of each display (the header card)
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for c in nbformat.read(out, as_version=4).cells
+        for o in c.get("outputs", [])
+    )
+    assert f"Home: {project / 'runs'}" in printed

@@ -95,16 +95,17 @@ class Bench:
             draft = draft.model_copy(update={"mac": mac})
         submitted = OrderSubmitted(
             token_id=token_id, intent_hash=order.intent_hash, order_ref=f"wb:{pid}",
-            approvers=(ALICE,),
+            approvers=(ALICE,), spent_at=self.log.clock.now(),
         )  # fmt: skip
         with self.log.transaction() as tx:
             advance(tx, pid, EventType.APPROVAL_GRANTED, draft, actor=ALICE)
             event = advance(tx, pid, EventType.ORDER_SUBMITTED, submitted, actor=ALICE)
             if token_row != "none":
-                seq = event.seq if token_row == "same" else event.seq - 1
+                seq = event.seq - 1 if token_row == "other" else event.seq
+                used = self.log.clock.now() + timedelta(seconds=token_row == "other-time")
                 tx.execute(
                     "INSERT INTO token_uses VALUES (?, ?, ?, ?)",
-                    (token_id, pid, canonical.utc_iso(self.log.clock.now()), seq),
+                    (token_id, pid, canonical.utc_iso(used), seq),
                 )
         return permit_at(pid, order, event.seq)
 
@@ -172,7 +173,8 @@ def test_forged_chain_for_a_rejected_order_without_a_stop_while_halted_is_refuse
         account=PAPER, notional=None, auto_commit=False, mac="2" * 64,
     )  # fmt: skip
     submitted = OrderSubmitted(token_id="0" * 32, intent_hash=order.intent_hash,
-                               order_ref="wb:p1", approvers=("mallory",))  # fmt: skip
+                               order_ref="wb:p1", approvers=("mallory",),
+                               spent_at=bench.log.clock.now())  # fmt: skip
     raw_insert(bench.log, "ApprovalGranted", canonical.dumps(grant), pid="p1")
     raw_insert(bench.log, "OrderSubmitted", canonical.dumps(submitted), pid="p1")
     seq = bench.log.head()[0]
@@ -186,17 +188,26 @@ def test_forged_chain_for_a_rejected_order_without_a_stop_while_halted_is_refuse
     [
         ({"token_row": "none"}, "no spent token"),
         ({"token_row": "other"}, "another submission"),
+        ({"token_row": "other-time"}, "not the submission's"),
         ({"with_key": False}, "does not verify with the approval key"),
         ({"decision": "REVIEW"}, "REVIEW without a recorded override"),
         ({"expires_in": timedelta(seconds=-1)}, "spent after it expired"),
     ],
-    ids=["no token row", "token row of another seq", "grant MAC", "REVIEW", "expired"],
+    ids=[
+        "no token row",
+        "token row of another seq",
+        "token row of another time",
+        "grant MAC",
+        "REVIEW",
+        "expired",
+    ],
 )
 def test_one_missing_link_is_a_refusal(
     bench: Bench, defect: dict[str, object], reason: str
 ) -> None:
     """A chain written around consume (grants MAC'd even with the real key) lacks one proof:
-    the spent token's row, a grant the key signed, a gate APPROVE, a live token."""
+    the spent token's row (for this seq and spend time), a grant the key signed, a gate APPROVE,
+    a live token."""
     bench.refused(bench.forged_permit("p1", **defect), reason)  # type: ignore[arg-type]
 
 

@@ -78,6 +78,15 @@ def test_policy_models_are_frozen() -> None:
         ("float for an int", RISK_TEXT.replace("max_positions: 30", "max_positions: 30.5")),
         ("unknown order type", RISK_TEXT.replace("[LMT, STP_LMT]", "[LMT, MOC]")),
         ("empty file", ""),
+        *(
+            (f"size increment {step}", RISK_TEXT.replace("fractional_quantities: {}", step))
+            for step in (
+                "fractional_quantities: {SPY: 0}",
+                "fractional_quantities: {SPY: 1.5}",
+                "fractional_quantities: {SPY: 0.000000001}",
+                "fractional_quantities: {spy: 0.1}",
+            )
+        ),
         ("a list, not a mapping", "- 1\n- 2\n"),
     ],
 )

@@ -271,6 +271,13 @@ def test_parse_signals_refuses_a_duplicate_ticker() -> None:
     assert caught.value.row == 3
 
 
+def test_parse_signals_refuses_deeply_nested_metadata_without_recursion_error() -> None:
+    """Metadata nested 100,000 levels deep is a SignalsError for its row, not a RecursionError."""
+    deep = '"' + "[" * 7_000 + '"'  # one CSV field, quoted
+    with pytest.raises(SignalsError, match="row 1: metadata nests deeper"):
+        parse_signals(f"{HEADER},metadata\nSPY,0.05,BUY,false,5,590,{deep}\n")
+
+
 def test_parse_signals_refuses_bad_metadata_json() -> None:
     """metadata that is not JSON is a SignalsError for that row."""
     with pytest.raises(SignalsError, match="row 1: metadata"):
@@ -323,7 +330,13 @@ def test_intent_from_json_builds_an_intent_and_forces_source_llm() -> None:
         (llm_json(quantity="-5"), "quantity"),
         (llm_json(limit_price=None), "limit_price"),
         (llm_json(side="HOLD"), "side"),
+        (llm_json(quantity="10.0000000000000000000000000001"), "decimal places"),
+        (llm_json(reason=json.loads("[" * 20 + "]" * 20)), "deeper"),
+        ("[" * 200_000 + "]" * 200_000, "characters"),
+        ("[" * 30_000, "deeper"),
+        (b"\xff\xfe", "UTF-8"),
     ],
+    ids=lambda v: v[:40] if isinstance(v, str) else None,
 )
 def test_intent_from_json_refuses_bad_proposals_with_a_typed_error(
     text: str, complaint: str

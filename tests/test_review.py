@@ -12,12 +12,17 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 import pytest
+from gatekit import portfolio
+from helpers import authority_with
 from wbkit import APPROVER, CREDENTIAL, POLICIES, ROOT, add_approver, intent, open_wb
 
+from workbench import trading_state
+from workbench.audit import AuditLog
 from workbench.clock import FixedClock
-from workbench.daily import write_html
 from workbench.models import Side
+from workbench.policy import load_strategy_params
 from workbench.review import Review, cost_basis, one_day_drawdowns
+from workbench.scheduled import write_html
 
 
 def busy_home(home: Path, clock: FixedClock) -> str:
@@ -103,17 +108,83 @@ def test_open_orders_include_the_working_protective_stop(home: Path, clock: Fixe
         review.close()
 
 
-def test_one_day_drawdown_is_measured_from_the_trailing_24_hour_peak() -> None:
-    """110 then 99 within a day is a 10% drawdown; 24 h after the 110 it no longer counts."""
-    t0 = datetime(2026, 11, 18, 15, tzinfo=UTC)
+BREAKER = load_strategy_params(POLICIES).circuit_breaker  # 5%, the policy as filed
+
+
+def test_one_day_drawdown_is_measured_from_the_previous_close_and_the_peak_since() -> None:
+    """110 then 99 within a session is a 10% drawdown; the next session measures from its
+    previous close (99), so 98 is 1/99 below it."""
+    t0 = datetime(2026, 11, 18, 15, tzinfo=UTC)  # Wednesday 10:00 New York
     times = [t0, t0 + timedelta(hours=1), t0 + timedelta(hours=2), t0 + timedelta(hours=25.5)]
     navs = [Decimal(100), Decimal(110), Decimal(99), Decimal(98)]
-    assert one_day_drawdowns(times, navs) == [
+    assert one_day_drawdowns(times, navs, breaker=BREAKER) == [
         Decimal(0),
         Decimal(0),
         Decimal(11) / Decimal(110),
         Decimal(1) / Decimal(99),
     ]
+
+
+def test_one_day_drawdown_counts_a_weekend_that_a_24_hour_window_missed() -> None:
+    """Friday's close 110, Monday morning 99: a 10% drop for the day (a trailing 24 h peak saw
+    none); a resume in between starts afresh, as for the breaker."""
+    friday = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)
+    monday = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
+    navs = [Decimal(110), Decimal(99)]
+    assert one_day_drawdowns([friday, monday], navs, breaker=BREAKER) == [
+        Decimal(0),
+        Decimal(11) / Decimal(110),
+    ]
+    resumed = [monday - timedelta(minutes=1)]
+    assert one_day_drawdowns([friday, monday], navs, releases=resumed, breaker=BREAKER) == [
+        Decimal(0),
+        Decimal(0),
+    ]
+
+
+def test_review_drawdowns_are_what_the_breaker_read_at_each_snapshot(home: Path) -> None:
+    """NAVs recorded through the circuit breaker across a night, 24 h + 5 s, a skipped day, a
+    weekend (which trips it), a resume and Thanksgiving: the review's drawdown at every listed
+    NAV is the breaker's own reading, including the first day's, measured from a close before
+    the range."""
+    monday_cron = datetime(2026, 11, 16, 21, 30, tzinfo=UTC)  # 16:30 New York, after the close
+    moments = [
+        (monday_cron, "100"),
+        (monday_cron + timedelta(hours=23, minutes=59), "97"),  # Tuesday: 3% below Monday
+        (monday_cron + timedelta(days=1, hours=16, minutes=30), "98"),  # Wed 09:00, pre-open
+        (monday_cron + timedelta(days=2, seconds=5), "96"),  # Wednesday's cron, 5 s late
+        (datetime(2026, 11, 20, 15, 0, tzinfo=UTC), "99"),  # Friday, Thursday skipped
+        (datetime(2026, 11, 20, 21, 30, tzinfo=UTC), "100"),
+        (datetime(2026, 11, 23, 15, 30, tzinfo=UTC), "94"),  # Monday: 6% since Friday: trips
+        (datetime(2026, 11, 23, 16, 30, tzinfo=UTC), "93"),  # after the resume below
+        (datetime(2026, 11, 25, 21, 30, tzinfo=UTC), "95"),
+        (datetime(2026, 11, 27, 18, 30, tzinfo=UTC), "91"),  # Friday after Thanksgiving
+    ]
+    read: list[tuple[datetime, Decimal]] = []
+    clock = FixedClock(monday_cron)
+    with AuditLog(home / "workbench.sqlite", clock) as log:
+        authority = authority_with(log, home, CREDENTIAL)
+        for at, nav in moments:
+            clock.set(at)
+            record = trading_state.record_portfolio_snapshot(
+                log, portfolio(nav=nav, at=at), BREAKER, key=authority.key, actor="test"
+            )
+            assert record.breaker is not None and record.breaker.drawdown is not None
+            read.append((at, record.breaker.drawdown))
+            if record.tripped:
+                clock.set(at + timedelta(minutes=30))
+                trading_state.resume(authority, CREDENTIAL, reason="checked the fills")
+    assert any(dd >= Decimal("0.05") for _, dd in read), "the weekend drop should trip it"
+    review = Review.open(
+        home=str(home), since="2026-11-17", until="2026-12-01", policy_dir=str(POLICIES)
+    )
+    try:
+        frame = review.nav()
+    finally:
+        review.close()
+    listed = [(at, dd) for at, dd in read if at >= datetime(2026, 11, 17, 5, tzinfo=UTC)]
+    assert list(zip(frame["time"], frame["drawdown_1d"], strict=True)) == listed
+    assert listed[0][1] == Decimal(3) / Decimal(100)  # from Monday's close, before the range
 
 
 def test_review_reports_a_broken_chain(home: Path, clock: FixedClock) -> None:
@@ -149,7 +220,7 @@ def test_review_notebook_renders_the_charts_and_verifies_the_chain_once(
         progress_bar=False,
         extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
     )
-    page = write_html(out, "Review").read_text()
+    page = write_html(out, title="Review").read_text()
     assert page.count("data:image/png;base64") >= 4
     for chart in ("NAV (equity curve)", "Daily drawdown against the circuit breaker",
                   "Reject rate by rule", "Trading-state timeline"):  # fmt: skip

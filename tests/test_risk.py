@@ -317,6 +317,42 @@ def test_daily_loss_lets_a_reducing_order_through() -> None:
     assert outcome.decision.decision is Decision.APPROVE
 
 
+def _on(when: datetime, *points: tuple[datetime, str]) -> Outcome:
+    """The default order judged at ``when`` with fresh snapshots and these NAV points."""
+    fresh = when - timedelta(seconds=5)
+    past = History(nav_points=tuple(NavPoint(at, D(nav)) for at, nav in points))
+    return run(market=quote(timestamp=fresh), book=portfolio(at=fresh), past=past, now=when)
+
+
+TUESDAY_1030 = datetime(2026, 11, 17, 15, 30, tzinfo=UTC)
+
+
+def test_daily_loss_counts_from_the_previous_close_not_from_24_hours_ago() -> None:
+    """Monday 09:45 at 300,000 and 16:30 at 293,000: on Tuesday 290,000 is down 1.0% (APPROVE)."""
+    outcome = _on(
+        TUESDAY_1030,
+        (datetime(2026, 11, 16, 14, 45, tzinfo=UTC), "300000"),  # 09:45 New York, intraday
+        (datetime(2026, 11, 16, 21, 30, tzinfo=UTC), "293000"),  # after the close
+    )
+    assert outcome.decision.decision is Decision.APPROVE, outcome.decision.violations
+    assert outcome.decision.computed["daily_loss_pct"] == "0.010239"
+
+
+@pytest.mark.parametrize(
+    ("when", "close_nav_at"),
+    [
+        (datetime(2026, 11, 23, 15, 30, tzinfo=UTC), datetime(2026, 11, 20, 21, 30, tzinfo=UTC)),
+        (datetime(2026, 11, 27, 15, 30, tzinfo=UTC), datetime(2026, 11, 25, 21, 30, tzinfo=UTC)),
+    ],
+    ids=["monday-after-a-weekend", "friday-after-thanksgiving"],
+)
+def test_daily_loss_spans_weekends_and_holidays(when: datetime, close_nav_at: datetime) -> None:
+    """The previous session's close NAV (300,000) is the baseline across a weekend or holiday."""
+    outcome = _on(when, (close_nav_at, "300000"))
+    assert "R7_DAILY_LOSS" in outcome.ids()
+    assert outcome.decision.decision is Decision.REJECT
+
+
 def test_no_nav_history_needs_review() -> None:
     """Without any NAV history the daily loss is unknown: REVIEW, not APPROVE."""
     outcome = run(past=History())

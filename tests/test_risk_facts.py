@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from workbench.models import Decision, ProtectiveStop, RuleId, Side, TradingState
 from workbench.risk import History, NavPoint, Submission, WorkingOrder, evaluate
 from workbench.risk import facts as facts_module
+from workbench.risk.calendar import trading_day
 from workbench.risk.facts import facts_for
-from workbench.risk.history import day_baseline, drawdown
+from workbench.risk.history import close_baseline, drawdown
 from workbench.sim import simulate
 
 SYMBOLS = ["AAPL", "MSFT", "SPY"]
@@ -45,7 +46,8 @@ def test_facts_match_the_history_arithmetic() -> None:
     )  # fmt: skip
     book = portfolio()
     facts = facts_for(POLICY, book, past, NOW, TradingState.ACTIVE)
-    baseline = day_baseline(past.nav_points, NOW)
+    day = trading_day(NOW)
+    baseline = close_baseline(past.nav_points, day.previous_open, day.open, NOW)
     assert baseline is not None and facts.daily_loss is not None
     assert facts.daily_loss.loss == drawdown(baseline, book.net_liquidation)
     assert facts.drawdown.loss == drawdown(D(320000), book.net_liquidation)

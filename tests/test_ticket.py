@@ -14,6 +14,7 @@ from typing import Any
 from gatekit import NOW, PARAMS, POLICY, portfolio, position, run, tweak
 from gatekit import intent as make
 
+from workbench import fmt
 from workbench.models import ProtectiveStop, RiskDecision, RuleId, Severity, Side, Violation
 from workbench.policy import policy_hash
 from workbench.ticket import OrderTicket, StopRule, TicketInputs, build_ticket
@@ -111,6 +112,13 @@ def test_money_and_changes_are_formatted_to_the_cent_with_currency() -> None:
     assert changes["Position AAPL"] == ("0", "20")
     assert changes["Weight AAPL"][0] == "0.00%" and changes["Weight AAPL"][1].endswith("%")
     assert set(changes) >= {"Buying power (est.)", "Initial margin (est.)", "Net liquidation"}
+
+
+def test_what_rounds_to_zero_never_reads_minus_zero() -> None:
+    """A loss of 0.0005% reads "0.00%" (not "-0.00%"); a real cent of loss keeps its sign."""
+    assert fmt.pct(D("-0.000005"), signed=True) == "0.00%"
+    assert fmt.money(D("-0.004"), "USD") == "0.00 USD"
+    assert fmt.money(D("-0.005"), "USD") == "-0.01 USD"
 
 
 def test_every_rule_is_a_check_row_with_blockers_first() -> None:

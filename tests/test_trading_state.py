@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from gatekit import ACCOUNT, NOW, PARAMS, POLICY, D, intent, portfolio
+from gatekit import ACCOUNT, NOW, PARAMS, POLICY, D, intent, portfolio, quote
 from helpers import ALICE_CRED, BOB, BOB_CRED, authority_with, payload_for, raw_insert
 
 from workbench import canonical, trading_state
@@ -17,8 +17,10 @@ from workbench.cli import main
 from workbench.clock import FixedClock
 from workbench.errors import ApprovalError, AuditError, GuardedEventError, TradingHaltedError
 from workbench.lifecycle import advance
-from workbench.models import Side, TradingState
+from workbench.models import Decision, RuleId, Side, TradingState
 from workbench.policy import CircuitBreakerConfig
+from workbench.risk import evaluate
+from workbench.sim import simulate
 
 BREAKER = CircuitBreakerConfig(enabled=True, max_1d_drawdown_pct=D("0.05"))
 
@@ -134,10 +136,100 @@ def test_breaker_writes_its_events_with_the_snapshot(log: AuditLog) -> None:
     assert tripped["drawdown"] == "0.06" and tripped["state"] == "HALTED"
 
 
-def test_breaker_only_looks_back_one_day(log: AuditLog) -> None:
-    """A peak more than a day old does not trip the one-day breaker."""
-    snap(log, "100")
-    assert not snap(log, "94", minutes=24 * 60 + 1).tripped
+# Closes are 16:00 New York = 21:00 UTC in November; a daily cron at 16:30 runs at 21:30 UTC.
+CRON_MONDAY = datetime(2026, 11, 16, 21, 30, tzinfo=UTC)
+
+
+def snap_at(log: AuditLog, nav: str, at: datetime) -> trading_state.SnapshotRecord:
+    """Record a snapshot with NAV ``nav`` taken (and recorded) at ``at``."""
+    assert isinstance(log.clock, FixedClock)
+    log.clock.set(at)
+    return trading_state.record_portfolio_snapshot(
+        log, portfolio(nav=nav, at=at), BREAKER, key=None, actor="test"
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (CRON_MONDAY, CRON_MONDAY + timedelta(hours=23, minutes=59)),  # the boundary control
+        (CRON_MONDAY, CRON_MONDAY + timedelta(hours=24)),
+        (CRON_MONDAY, CRON_MONDAY + timedelta(hours=24, seconds=5)),  # a daily cron's jitter
+        (datetime(2026, 11, 20, 21, 30, tzinfo=UTC), datetime(2026, 11, 23, 21, 30, tzinfo=UTC)),
+        # Wednesday before Thanksgiving (26 Nov, no session) to Friday's early close (13:00 NY)
+        (datetime(2026, 11, 25, 21, 30, tzinfo=UTC), datetime(2026, 11, 27, 18, 30, tzinfo=UTC)),
+    ],
+    ids=["23h59m", "24h", "24h+5s", "weekend", "thanksgiving"],
+)
+def test_breaker_counts_the_drop_since_the_previous_close_across_any_gap(
+    log: AuditLog, first: datetime, second: datetime
+) -> None:
+    """A 5.8% drop from one session's after-close NAV to the next's trips, whatever the gap."""
+    assert not snap_at(log, "100", first).tripped
+    record = snap_at(log, "94.2", second)
+    assert record.tripped and record.state is TradingState.HALTED
+    assert record.breaker is not None and record.breaker.peak == D(100)
+
+
+def test_breaker_after_a_weekend_then_the_gate_is_halted(log: AuditLog) -> None:
+    """Friday 100, Monday morning 94: tripped, and the gate answers REJECT (R6), not APPROVE."""
+    snap_at(log, "290000", datetime(2026, 11, 20, 21, 30, tzinfo=UTC))
+    monday = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)  # 10:30 New York
+    assert snap_at(log, "273000", monday).tripped
+    order = intent()
+    book = portfolio(nav="273000", at=monday)
+    market = quote(timestamp=monday)
+    sim = simulate(order, book, market, PARAMS.costs)
+    past = trading_state.build_history(log, account=ACCOUNT, now=monday, policy=POLICY)
+    state = trading_state.current_state(log, None)
+    decision = evaluate(order, sim, book, market, POLICY, state, past, monday)
+    assert decision.decision is Decision.REJECT
+    assert {v.rule_id for v in decision.violations} >= {RuleId.R6_TRADING_STATE}
+
+
+def test_breaker_measures_one_trading_day_not_two(log: AuditLog) -> None:
+    """100 → 97 → 94.1 over three daily runs: each day lost about 3%, so nothing trips."""
+    assert not snap_at(log, "100", CRON_MONDAY).tripped
+    assert not snap_at(log, "97", CRON_MONDAY + timedelta(days=1)).tripped
+    record = snap_at(log, "94.1", CRON_MONDAY + timedelta(days=2))
+    assert not record.tripped and record.breaker is not None
+    assert record.breaker.peak == D(97)
+
+
+def test_breaker_counts_the_peak_since_the_open(log: AuditLog) -> None:
+    """Close 100, a high of 104 at noon, 98.5 at 15:00: 5.3% below the day's peak trips."""
+    snap_at(log, "100", CRON_MONDAY)
+    tuesday_noon = datetime(2026, 11, 17, 17, 0, tzinfo=UTC)
+    assert not snap_at(log, "104", tuesday_noon).tripped
+    record = snap_at(log, "98.5", tuesday_noon + timedelta(hours=3))
+    assert record.tripped and record.breaker is not None and record.breaker.peak == D(104)
+
+
+def test_breaker_after_a_resume_counts_from_the_release_in_market_time(tmp_path: Path) -> None:
+    """In a replay (market time Monday, events stamped days later on the wall clock) a resume
+    restarts the breaker's reading from the release's market time, not the wall clock that
+    stamped it: a 6% fall after the resume trips again."""
+    wall, market = FixedClock(datetime(2026, 11, 29, 7, 0, tzinfo=UTC)), FixedClock(CRON_MONDAY)
+    with AuditLog(tmp_path / "workbench.sqlite", wall) as log:
+        authority = Authority(log, tmp_path, market)
+        authority.bootstrap(ALICE_CRED)
+
+        def nav_at(nav: str, at: datetime) -> trading_state.SnapshotRecord:
+            market.set(at)
+            return trading_state.record_portfolio_snapshot(
+                log, portfolio(nav=nav, at=at), BREAKER, key=authority.key
+            )
+
+        nav_at("100", datetime(2026, 11, 20, 21, 30, tzinfo=UTC))  # Friday after the close
+        monday = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
+        assert nav_at("94", monday).tripped
+        market.set(monday + timedelta(minutes=30))
+        trading_state.resume(authority, ALICE_CRED, reason="checked")
+        (release,) = log.events(types=(EventType.KILL_SWITCH_RELEASED,))
+        assert release.ts.startswith("2026-11-29")  # the wall clock stamps the event
+        assert not nav_at("93", monday + timedelta(hours=1)).tripped  # 1% below the Friday peak
+        again = nav_at("87", monday + timedelta(hours=2))  # 6.5% below 93, the peak since
+        assert again.tripped and again.breaker is not None and again.breaker.peak == D(93)
 
 
 def test_disabled_breaker_never_trips(log: AuditLog) -> None:
@@ -230,7 +322,13 @@ def _forged_release(log: AuditLog, payload_json: str | None = None) -> None:
     """A KillSwitchReleased chained straight into the file, as code with raw access could."""
     if payload_json is None:
         payload_json = canonical.dumps(
-            {"state": "ACTIVE", "reason": "let me trade", "by": "mallory", "mac": "f" * 64}
+            {
+                "state": "ACTIVE",
+                "reason": "let me trade",
+                "by": "mallory",
+                "market_at": NOW,
+                "mac": "f" * 64,
+            }
         )
     raw_insert(log, "KillSwitchReleased", payload_json)
 

@@ -339,7 +339,11 @@ class TwoStepCommit(RuleBasedStateMachine):
         through the public trading-state table: the verified state fold ignores it, so a HALT
         stays a HALT (and the chain still verifies)."""
         release = KillSwitchReleased(
-            state=TradingState.ACTIVE, reason="forged", by="mallory", mac="f" * 64
+            state=TradingState.ACTIVE,
+            reason="forged",
+            by="mallory",
+            market_at=self.wb.clock.now(),
+            mac="f" * 64,
         )
         if through == "the file":
             raw_insert(self.wb.log, "KillSwitchReleased", canonical.dumps(release))
@@ -451,7 +455,7 @@ def _submit_in_process(
     home: str, policies: str, now: str, pid: str, token: str, start: Any, results: Any
 ) -> None:
     clock = FixedClock(datetime.fromisoformat(now))
-    wb = Workbench.open(home, "paper", policy_dir=policies, clock=clock)
+    wb = Workbench.open(home, "paper", policy_dir=policies, clock=clock, log_clock=clock)
     try:
         start.wait()
         try:
@@ -502,7 +506,7 @@ def test_two_processes_submitting_one_token_send_exactly_one_order(
 
 def _submit_then_get_killed(home: str, policies: str, now: str, pid: str, token: str) -> None:
     clock = FixedClock(datetime.fromisoformat(now))
-    wb = Workbench.open(home, "paper", policy_dir=policies, clock=clock)
+    wb = Workbench.open(home, "paper", policy_dir=policies, clock=clock, log_clock=clock)
 
     def killed(*_: object) -> None:  # the outside world: the process dies before the broker call
         os.kill(os.getpid(), signal.SIGKILL)

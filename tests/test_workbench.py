@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from workbench.clock import FixedClock
 from workbench.errors import ApprovalError, TradingHaltedError
 from workbench.lifecycle import OrderState
 from workbench.models import Decision, Side, TradingState
+from workbench.proposers import ProposalError
 from workbench.workbench import Workbench
 
 D = Decimal
@@ -247,6 +249,38 @@ def test_a_policy_change_after_approval_invalidates_the_token(
         assert parent_orders(reopened) == []
     finally:
         reopened.close()
+
+
+# -- sizes at the door -----------------------------------------------------------------------
+
+
+def test_half_an_etf_share_is_refused_before_anything_is_recorded(wb: Workbench) -> None:
+    """10.5 SPY (whole shares by default) is refused by propose and by the cycle, naming it."""
+    half = intent(wb, "SPY", 10).model_copy(update={"quantity": D("10.5")})
+    before = wb.log.count()
+    with pytest.raises(ProposalError, match=r"SPY: quantity 10\.5 is not in whole units"):
+        wb.propose(half, actor="test")
+    with pytest.raises(ProposalError, match="SPY"):
+        wb.run_cycle([intent(wb, "QQQ", 3), half], actor="test", correlation_id=DAY)
+    assert wb.log.count() == before and parent_orders(wb) == []
+
+
+def test_policy_allows_fractions_only_for_listed_symbols_in_their_steps(
+    home: Path, clock: FixedClock, tmp_path: Path
+) -> None:
+    """With SPY listed at 0.001, 10.5 SPY is proposed; 10.0005 SPY and 0.5 QQQ are refused."""
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    text = (policies / "risk_policy.yaml").read_text()
+    text = text.replace("fractional_quantities: {}", "fractional_quantities: {SPY: 0.001}")
+    (policies / "risk_policy.yaml").write_text(text)
+    with open_wb(home, clock, policies=policies) as wb:
+        spy = intent(wb, "SPY", 10)
+        assert wb.propose(spy.model_copy(update={"quantity": D("10.5")}), actor="test")
+        with pytest.raises(ProposalError, match=r"steps of 0\.001"):
+            wb.propose(spy.model_copy(update={"quantity": D("10.0005")}), actor="test")
+        with pytest.raises(ProposalError, match="QQQ"):
+            wb.propose(intent(wb, "QQQ", 1).model_copy(update={"quantity": D("0.5")}), actor="t")
 
 
 # -- cycles, cancels, views ------------------------------------------------------------------

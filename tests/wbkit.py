@@ -33,8 +33,17 @@ def counter_ids(prefix: str = "p", start: int = 1) -> Callable[[], str]:
 def open_wb(
     home: Path, clock: FixedClock, ids: Callable[[], str] | None = None, policies: Path = POLICIES
 ) -> Workbench:
-    """The real facade on ``home`` with the paper broker and the repository's policies."""
-    return Workbench.open(home, "paper", policy_dir=policies, clock=clock, ids=ids or counter_ids())
+    """The real facade on ``home`` (created if missing) with the paper broker and the
+    repository's policies; ``clock`` is both market time and the log's clock (a test's)."""
+    return Workbench.open(
+        home,
+        "paper",
+        policy_dir=policies,
+        clock=clock,
+        log_clock=clock,
+        ids=ids or counter_ids(),
+        create=True,
+    )
 
 
 def add_approver(wb: Workbench, name: str = APPROVER, passphrase: str = PASSPHRASE) -> None:

@@ -257,7 +257,8 @@ class Approvals:
         if used.fetchone() is not None:
             raise ApprovalError("token refused: already used", proposal_id=proposal_id)
         judged = _load(tx.log, proposal_id)
-        grant = self._check_consumable(proposal_id, judged, claims, token, key)
+        now = self.clock.now()  # the one instant the token is checked and recorded as spent at
+        grant = self._check_consumable(proposal_id, judged, claims, token, key, now)
         change = trading_state.read_state(tx.log, self.authority.key)
         if change.state is TradingState.HALTED:
             raise ApprovalError(f"trading is HALTED ({change.reason})", proposal_id=proposal_id)
@@ -266,9 +267,10 @@ class Approvals:
             intent_hash=claims.intent_hash,
             order_ref=order_ref,
             approvers=grant.approvers,
+            spent_at=now,
         )
         event = _advance(tx, proposal_id, EventType.ORDER_SUBMITTED, submitted, actor=actor)
-        _record_use(tx, claims.nonce, proposal_id, self.clock.now(), event.seq)
+        _record_use(tx, claims.nonce, proposal_id, now, event.seq)
         intent = judged.record.intent
         return SubmitPermit(
             proposal_id=proposal_id,
@@ -280,7 +282,13 @@ class Approvals:
         )
 
     def _check_consumable(
-        self, proposal_id: str, judged: _Judged, claims: TokenClaims, token: str, key: bytes
+        self,
+        proposal_id: str,
+        judged: _Judged,
+        claims: TokenClaims,
+        token: str,
+        key: bytes,
+        now: datetime,
     ) -> ApprovalGranted:
         def refuse(why: str) -> ApprovalError:
             return ApprovalError(f"token refused: {why}", proposal_id=proposal_id)
@@ -307,7 +315,7 @@ class Approvals:
             raise refuse("it does not match the recorded approval")
         if (record.intent_hash, record.intent.account) != (claims.intent_hash, claims.account):
             raise refuse("it was issued for a different intent or account")
-        if self.clock.now() >= datetime.fromisoformat(claims.expires_at):
+        if now >= datetime.fromisoformat(claims.expires_at):
             raise refuse(f"it expired at {claims.expires_at}")
         return granted
 

@@ -229,12 +229,15 @@ class Transaction:
 class AuditLog:
     """The hash-chained event log of one workbench home."""
 
-    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None, *, read_only: bool = False) -> None:
+        """The log in ``path`` (created if missing), or, ``read_only``, an existing one opened
+        for reading only (a read-only copy included): every write then fails."""
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
-        self._connections = db.ThreadConnections(self.path)
+        self._connections = db.ThreadConnections(self.path, read_only=read_only)
         self._local = threading.local()  # each thread's open transaction, if any
-        db.migrate(self.conn, "audit", SCHEMA_MIGRATIONS)
+        if not read_only:
+            db.migrate(self.conn, "audit", SCHEMA_MIGRATIONS)
 
     # -- connections: one per thread (a widget callback's thread is not the kernel's) ---------
 

@@ -1,53 +1,71 @@
 """The ``workbench`` command. It holds no logic: every action is one library call.
 
 Exit codes: 0 done; 1 refused (a credential, token, trading state or the gate said no; a report
-notebook failed); 2 bad input or configuration (nothing was done).
+notebook failed) or a fault (a full disk, a corrupt database); 2 bad input or configuration
+(nothing was done). Every expected failure is one line on stderr, never a traceback.
+
+Every command first prints the home it works on. Only ``daily`` and ``init`` create a home; every
+other command refuses a missing one (exit 2), naming the path it looked at.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import errno
 import getpass
+import shutil
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench import __version__, cli_format, fmt, privacy, trading_state
 from workbench.audit import AuditLog
 from workbench.authority import Authority, Credential
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.home import HOME_ENV, POLICY_ENV, db_path, resolve_home, resolve_policy_dir
+from workbench.home import (
+    DB_NAME,
+    HOME_ENV,
+    POLICY_ENV,
+    check_creatable,
+    create_home,
+    require_home,
+    require_writable,
+    resolve_home,
+)
 from workbench.models import TradingState
+
+if TYPE_CHECKING:
+    from workbench.workbench import Workbench
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _fails_cleanly(handler: Handler) -> Handler:
-    """Print a typed fault in one line and map it to an exit code instead of a traceback."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (ConfigError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except WorkbenchError as exc:
-            print(f"refused: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
-
-    return run
+    """Marks a handler whose faults :func:`run_command` maps to one line and an exit code (the
+    mapping lives there, once, for every command)."""
+    return handler
 
 
-def _open_log(args: argparse.Namespace) -> AuditLog:
-    return AuditLog(db_path(args.home))
+def _open_log(args: argparse.Namespace, *, read_only: bool = False) -> AuditLog:
+    return AuditLog(resolve_home(args.home) / DB_NAME, read_only=read_only)
+
+
+def _can_ask_secret(from_stdin: bool) -> None:
+    """Refuse (exit 2, one line) when a secret can be neither piped in nor typed at a terminal:
+    checked before anything is opened, shown or read, never an echoing fallback."""
+    if not from_stdin and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigError(
+            "no terminal to ask for a passphrase: pass --passphrase-stdin and pipe it in"
+        )
 
 
 def _secret(prompt: str, from_stdin: bool) -> str:
-    """One secret: a line of stdin, or typed at a prompt that does not echo."""
+    """One secret: a line of stdin, or typed at a prompt that does not echo (a terminal is
+    required: without one, say how to pipe it instead of falling back to an echoing read)."""
+    _can_ask_secret(from_stdin)
     if from_stdin:
         return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     return getpass.getpass(prompt)
@@ -76,9 +94,18 @@ def _os_user() -> str:
 # -- the audit log -------------------------------------------------------------------------------
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create a workbench home (the folder and its database) if there is none."""
+    home = resolve_home(args.home)
+    existed = (home / DB_NAME).is_file()
+    create_home(home)
+    print("already a workbench home: nothing changed" if existed else "created")
+    return EXIT_OK
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Recompute the hash chain; exit 1 naming the first bad seq when it does not hold."""
-    with _open_log(args) as log:
+    with _open_log(args, read_only=True) as log:
         result = log.verify()
     if result.ok:
         print(f"audit chain OK: {result.checked} events, head {result.head_seq} {result.head_hash}")
@@ -93,7 +120,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
     """Print the newest events, oldest first."""
-    with _open_log(args) as log:
+    with _open_log(args, read_only=True) as log:
         events = log.tail(args.n)
     for e in events:
         who = f" {e.proposal_id}" if e.proposal_id else ""
@@ -104,14 +131,37 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 # -- status and trading state --------------------------------------------------------------------
 
 
+def _count(text: str) -> int:
+    """A count argument: a whole number from 1 to 1,000,000 (argparse reports anything else)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1,000,000")
+    return value
+
+
+def _path(text: str | None) -> Path | None:
+    """A path argument resolved against the caller's folder (None when not given)."""
+    return Path(text).expanduser().resolve() if text else None
+
+
+def _open(args: argparse.Namespace) -> Workbench:
+    """The facade on the command's home, broker, policies and bars (``--bars`` or the policy's)."""
+    from workbench.workbench import Workbench
+
+    return Workbench.open(
+        args.home, args.broker, policy_dir=args.policy_dir, bars_path=_path(args.bars)
+    )
+
+
 @_fails_cleanly
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the home, the broker, the trading state, the chain head and proposals by state."""
-    from workbench.workbench import Workbench
 
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         status = wb.status()
-    print(f"home: {status['home']}")
     print(f"broker: {status['broker']} (account {status['account']})")
     print(
         f"trading state: {status['trading_state']} by {status['trading_state_by']}:"
@@ -145,10 +195,9 @@ def cmd_reduce(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_resume(args: argparse.Namespace) -> int:
     """Return trading to ACTIVE: a registered approver, with their passphrase, and a reason."""
-    from workbench.workbench import Workbench
 
     credential = _credential(args.approver, args.passphrase_stdin)
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         wb.resume(args.reason, credential)
         state = wb.trading_state()
     print(f"trading state: {state.value} by {args.approver}: {args.reason}")
@@ -208,10 +257,9 @@ def cmd_approver_list(args: argparse.Namespace) -> int:
 def cmd_proposals(args: argparse.Namespace) -> int:
     """List proposals with their decision, blocking reasons and state (fits 100 columns)."""
     from workbench.lifecycle import OrderState
-    from workbench.workbench import Workbench
 
     states = [OrderState(args.state)] if args.state else None
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         frame = wb.proposals(states=states)
         currency = wb.portfolio(record=False).currency
     if args.wide:
@@ -226,9 +274,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
     """Approve a proposal with your passphrase; prints the one-time token once."""
     from workbench.ticket_source import ticket_for
     from workbench.ticket_view import to_text
-    from workbench.workbench import Workbench
 
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    _can_ask_secret(args.passphrase_stdin)  # no way to ask: refused before the ticket
+    with _open(args) as wb:
         # The order as the approver must see it, before anything is asked of them.
         print(to_text(ticket_for(wb, args.proposal_id), cli_format.terminal_width()), flush=True)
         credential = _credential(args.approver, args.passphrase_stdin)
@@ -245,10 +293,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_reject(args: argparse.Namespace) -> int:
     """Reject a proposal with your passphrase and a reason."""
-    from workbench.workbench import Workbench
 
     credential = _credential(args.approver, args.passphrase_stdin)
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         wb.reject(args.proposal_id, credential, args.reason)
     print(f"rejected {args.proposal_id}")
     return EXIT_OK
@@ -258,10 +305,9 @@ def cmd_reject(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     """Send an approved proposal with its one-time token (``--token -`` reads it from stdin)."""
     from workbench.ticket_source import ticket_for
-    from workbench.workbench import Workbench
 
     token = sys.stdin.readline().strip() if args.token == "-" else args.token
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         state = wb.submit(args.proposal_id, token)
         done = ticket_for(wb, args.proposal_id).execution
         print(cli_format.submit_text(args.proposal_id, wb.label, state.value, done))
@@ -271,9 +317,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel a working order, or withdraw a proposal not yet sent (allowed while HALTED)."""
-    from workbench.workbench import Workbench
 
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         state = wb.cancel(args.proposal_id, actor=args.by or _os_user())
     print(f"{args.proposal_id}: {state.value}")
     return EXIT_OK
@@ -282,9 +327,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Report proposals whose token was spent but that the broker never received."""
-    from workbench.workbench import Workbench
 
-    with Workbench.open(args.home, args.broker, policy_dir=args.policy_dir) as wb:
+    with _open(args) as wb:
         stuck = wb.reconcile()
     if not stuck:
         print("reconciled: every submitted proposal is known to the broker")
@@ -348,26 +392,32 @@ def _unreadable_events(log: AuditLog, shown: int = 5) -> list[str]:
 
 @_fails_cleanly
 def cmd_daily(args: argparse.Namespace) -> int:
-    """Run the daily-cycle notebook with papermill into <home>/<as_of>/ (+ HTML without code)."""
-    from workbench.daily import market_today, run_notebook
+    """Run the daily-cycle notebook with papermill into <home>/<as_of>/ (+ HTML without code);
+    --as-of a past session replays it in its sandbox <home>/replay/<as_of>/."""
+    from workbench.scheduled import check_arguments, run_notebook
 
-    as_of = date.fromisoformat(args.as_of) if args.as_of else market_today()
-    run = run_notebook(
-        as_of=as_of,
-        home=resolve_home(args.home),
-        policy_dir=resolve_policy_dir(args.policy_dir),
+    run = check_arguments(  # every argument, before a kernel starts; writes nothing
+        as_of=args.as_of,
+        home=args.home,
+        policy_dir=args.policy_dir,
         broker=args.broker,
         proposer=args.proposer,
-        signals_path=Path(args.signals) if args.signals else None,
-        universe=args.universe,
-        bars_path=Path(args.bars) if args.bars else None,
-        progress=sys.stderr.isatty(),
+        signals=args.signals,
+        universe_text=args.universe,
+        bars=args.bars,
     )
-    print(f"report: {run.notebook}")
-    if run.html:
-        print(f"html:   {run.html}")
-    if not run.ok:
-        print(f"FAILED: {run.error} (the executed notebook shows where)", file=sys.stderr)
+    if run.plan.replay:
+        print(f"replay home: {run.plan.run_home} (paper broker, market time {run.plan.day} 10:30)")
+    result = run_notebook(run, progress=sys.stderr.isatty())
+    print(f"report: {result.notebook}")
+    if result.html:
+        print(f"html:   {result.html}")
+    if not result.ok:
+        print(
+            f"FAILED: {result.error} (the failed run is {result.notebook.name};"
+            " an earlier good report beside it is untouched)",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     return EXIT_OK
 
@@ -390,41 +440,37 @@ def _say(text: str) -> None:
 # -- the MCP server ------------------------------------------------------------------------------
 
 
-def _existing_home(args: argparse.Namespace) -> Path:
-    """The home, which must already hold a workbench database (the MCP server makes none)."""
-    home = resolve_home(args.home)
-    if not db_path(home).is_file():
-        raise ConfigError(f"no workbench home at {home}: run `workbench daily` (or pass --home)")
-    return home
-
-
 @_fails_cleanly
 def cmd_mcp(args: argparse.Namespace) -> int:
     """Serve the MCP tools (read and propose only) on stdio, or with --http on 127.0.0.1."""
     import anyio
 
     from workbench import mcp_http
+    from workbench.home import resolve_policy_dir
     from workbench.mcp_policy import load_mcp_policy
     from workbench.mcp_server import build_server
     from workbench.proposer import Proposer
 
-    if not args.http and (args.host or args.port or args.allow_remote or args.allowed_host):
-        raise ConfigError("--host, --port, --allow-remote and --allowed-host need --http")
-    host, port = args.host or "127.0.0.1", args.port if args.port is not None else 8765
+    if not args.http and (args.bind or args.http_port or args.allow_remote or args.allowed_host):
+        raise ConfigError("--bind, --http-port, --allow-remote and --allowed-host need --http")
+    host = args.bind or "127.0.0.1"
+    port = args.http_port if args.http_port is not None else mcp_http.DEFAULT_PORT
     if args.http:
         mcp_http.check_bind(host, allow_remote=args.allow_remote)
     folder = resolve_policy_dir(args.policy_dir)
     limits = load_mcp_policy(folder)
-    home = _existing_home(args)
+    home = resolve_home(args.home)
     verifier = mcp_http.HomeTokenVerifier(home) if args.http else None
-    with Proposer.open(home, args.broker, policy_dir=folder, bars_path=args.bars) as proposer:
+    with Proposer.open(
+        home, args.broker, policy_dir=folder, bars_path=_path(args.bars)
+    ) as proposer:
         server = build_server(
             proposer, limits, transport="http" if args.http else "stdio",
             auth=mcp_http.auth_settings() if args.http else None, token_verifier=verifier,
         )  # fmt: skip
         where = mcp_http.url(host, port) if args.http else "stdio"
-        print(f"workbench MCP server (read and propose only) on {where}: {proposer.label},"
-              f" home {home}", file=sys.stderr, flush=True)  # fmt: skip
+        print(f"workbench MCP server (read and propose only) on {where}: {proposer.label}",
+              file=sys.stderr, flush=True)  # fmt: skip
         try:
             if not args.http:
                 server.run("stdio")
@@ -444,7 +490,7 @@ def cmd_mcp_token(args: argparse.Namespace) -> int:
     """Issue the bearer token of the MCP server's HTTP mode; it is printed once, never again."""
     from workbench.mcp_http import issue_token, token_path
 
-    home = _existing_home(args)
+    home = resolve_home(args.home)
     token = issue_token(home, rotate=args.rotate)
     print(token)
     print(f"(shown once; only its digest is kept in {token_path(home)}. Give it to your MCP host"
@@ -457,18 +503,17 @@ def _add_mcp(
 ) -> None:
     mcp = _add(sub, "mcp", cmd_mcp, home)
     mcp.add_argument(
-        "--policy-dir",
-        default=None,
+        "--policy-dir", default=None,
         help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
-    )
+    )  # fmt: skip
     mcp.add_argument(
         "--broker", default="paper", choices=["paper", "ibkr"],
         help="paper (default) or ibkr, opened read-and-propose only",
     )  # fmt: skip
-    mcp.add_argument("--bars", default=None, help="your own daily bars CSV (paper broker)")
+    mcp.add_argument("--bars", default=None, help="your own daily bars (paper broker)")
     mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
-    mcp.add_argument("--host", default=None, help="HTTP address (default 127.0.0.1)")
-    mcp.add_argument("--port", type=int, default=None, help="HTTP port (default 8765)")
+    mcp.add_argument("--bind", default=None, metavar="ADDRESS", help="HTTP address (127.0.0.1)")
+    mcp.add_argument("--http-port", type=int, default=None, metavar="N", help="HTTP port (8765)")
     mcp.add_argument(
         "--allow-remote", action="store_true",
         help="allow an address other than loopback (the token is then the only guard)",
@@ -488,7 +533,9 @@ def _add_mcp(
 def _common() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     home = argparse.ArgumentParser(add_help=False)
     home.add_argument(
-        "--home", default=None, help=f"workbench home folder (default: ${HOME_ENV}, else ./runs)"
+        "--home",
+        default=None,
+        help=f"workbench home folder (default: ${HOME_ENV}, else the project's runs/)",
     )
     full = argparse.ArgumentParser(add_help=False, parents=[home])
     full.add_argument(
@@ -497,6 +544,12 @@ def _common() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
     )
     full.add_argument("--broker", default="paper", choices=["paper"], help="broker (paper)")
+    full.add_argument(
+        "--bars",
+        default=None,
+        help="your own daily bars CSV/Parquet for the paper broker"
+        " (default: the policy's market_data.bars, else seeded synthetic bars)",
+    )
     return home, full
 
 
@@ -573,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--proposer", default="rebalance", choices=["rebalance", "signals"])
     daily.add_argument("--signals", default=None, help="signals CSV for --proposer signals")
     daily.add_argument("--universe", default="", help="comma-separated symbols to trade")
-    daily.add_argument("--bars", default=None, help="your own daily bars CSV (paper broker)")
+    _add(sub, "init", cmd_init, home)
 
     gateway = _add(sub, "gateway", cmd_gateway, argparse.ArgumentParser(add_help=False))
     gateway.add_argument("--port", type=int, default=4012, help="TCP port on 127.0.0.1 (4012)")
@@ -585,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     _add(audit_sub, "verify", cmd_audit_verify, home)
     _add(audit_sub, "tail", cmd_audit_tail, home).add_argument(
-        "-n", type=int, default=20, help="how many events (default 20)"
+        "-n", type=_count, default=20, help="how many events, 1 to 1,000,000 (default 20)"
     )
     approver = sub.add_parser("approver", help="Manage the people who approve orders.")
     approver_sub = approver.add_subparsers(dest="approver_command", required=True, metavar="ACTION")
@@ -616,20 +669,90 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warn_if_readable(args: argparse.Namespace) -> None:
+# -- running a command: the home first, then one clear line for every expected failure ---------
+
+_CREATES_HOME = frozenset({"daily", "init"})
+_READS_ONLY = frozenset({"verify", "tail"})  # `audit verify` and `audit tail` open read-only
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_NEARLY_FULL = 64 * 1024  # bytes free below which a failed write is put down to a full disk
+
+
+def _check_home(args: argparse.Namespace) -> Path | None:
+    """The command's home: it must exist (only daily and init create one) and be writable
+    unless the command only reads; None for a command that uses no home (the gateway).
+    Refusals name the path looked at."""
+    if not hasattr(args, "home"):
+        return None
+    command = getattr(args, "audit_command", None) or args.command
+    if command in _CREATES_HOME:
+        return check_creatable(args.home)
+    home = require_home(args.home)
+    return home if command in _READS_ONLY else require_writable(home)
+
+
+def _warn_if_readable(args: argparse.Namespace, home: Path) -> None:
     """Every command says so when other local users can read the home (doctor reports it)."""
-    if args.handler is cmd_doctor or not hasattr(args, "home"):  # doctor reports; no home used
+    if args.handler is cmd_doctor:
         return
-    for problem in privacy.problems(resolve_home(args.home)):
+    for problem in privacy.problems(home):
         print(f"warning: {problem}: other local users can read it (approve and submit are"
               f" refused until `workbench doctor --fix-permissions`)", file=sys.stderr)  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _os_problem(exc: OSError) -> tuple[str, int]:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in _DISK_FULL:
+        return f"error: the disk is full{where}: nothing half-written was left", EXIT_REFUSED
+    if exc.errno in _NOT_WRITABLE:
+        return f"error: cannot write{where}: {exc.strerror}", EXIT_BAD_INPUT
+    return f"error: {exc.strerror or exc}{where}", EXIT_REFUSED
+
+
+def _disk_note(home: Path | None) -> str:
+    """' (the disk holding HOME is full)' when it is: SQLite reports that as an I/O error."""
+    try:
+        full = home is not None and shutil.disk_usage(home).free < _NEARLY_FULL
+    except OSError:
+        full = False
+    return f" (the disk holding {home} is full)" if full else ""
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run one parsed command: print its home, then the handler; every expected failure is one
+    line on stderr and an exit code (2 bad input or configuration, 1 refused or a fault)."""
     handler: Handler = args.handler
-    _warn_if_readable(args)
-    return handler(args)
+    home: Path | None = None
+    try:
+        home = _check_home(args)
+        if home is not None:
+            # `workbench mcp` speaks the protocol on stdout (or prints the token): not there.
+            out = sys.stderr if args.command == "mcp" else sys.stdout
+            print(f"home: {home}", file=out, flush=True)
+            _warn_if_readable(args, home)
+        return handler(args)
+    except (ConfigError, ValueError) as exc:
+        return _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    except WorkbenchError as exc:
+        return _fail(f"refused: {exc}{_disk_note(home)}", EXIT_REFUSED)
+    except sqlite3.DatabaseError as exc:
+        db = home / DB_NAME if home else "the workbench database"
+        if "full" in str(exc) or _disk_note(home):
+            return _fail(f"error: the disk holding {db} is full: nothing more was written", 1)
+        return _fail(f"error: {db} is corrupt or unreadable ({exc})", EXIT_REFUSED)
+    except OSError as exc:
+        return _fail(*_os_problem(exc))
+    except EOFError:
+        return _fail("error: the input ended before a value was read", EXIT_BAD_INPUT)
+
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def proposals_text(frame: pd.DataFrame, currency: str, *, width: int = WIDTH) ->
     rows = [
         (
             str(r.proposal_id),
-            _when(r.proposed_at),
+            _when(r.market_at),
             f"{r.side} {fmt.quantity(r.quantity)} {r.symbol}" if r.symbol else fmt.DASH,
             fmt.amount(r.notional) if r.notional is not None and pd.notna(r.notional) else "—",
             str(r.decision or "—"),
@@ -67,7 +67,8 @@ def proposals_wide(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "no proposals"
     shown = frame.copy()
-    shown["proposed_at"] = [fmt.ny(datetime.fromisoformat(str(t))) for t in shown["proposed_at"]]
+    for column in ("proposed_at", "market_at"):
+        shown[column] = [fmt.ny(datetime.fromisoformat(str(t))) for t in shown[column]]
     shown["notional"] = [
         fmt.amount(v) if v is not None and pd.notna(v) else "" for v in shown["notional"]
     ]

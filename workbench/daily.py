@@ -1,25 +1,23 @@
 """The daily cycle: snapshot → proposer → simulate → gate → request approval, and its report.
 
-:func:`run_cycle` is what ``notebooks/daily_cycle.ipynb`` calls; :func:`run_notebook` is what
-``workbench daily`` calls: it executes that notebook with papermill into ``<home>/<as_of>/`` and
-writes an HTML copy without code. Nothing here approves or submits.
+:func:`run_cycle` is what ``notebooks/daily_cycle.ipynb`` calls (after :func:`open_for_day`);
+``workbench daily`` runs that notebook through ``workbench.scheduled``. Nothing here approves or
+submits.
 """
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from workbench import fmt, privacy, sessions
+from workbench import fmt, sessions
 from workbench.bridge import SizingRules
-from workbench.clock import Clock, FixedClock, SystemClock
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import resolve_policy_dir
 from workbench.lifecycle import OrderState
@@ -33,31 +31,13 @@ from workbench.proposers import (
     read_signals,
     rebalance,
 )
+from workbench.replay import plan_day
 from workbench.workbench import Outcome, Workbench
 
 Proposer = Literal["rebalance", "signals"]
 ACTOR = "daily-cycle"
-NEW_YORK = ZoneInfo("America/New_York")
-REPLAY_TIME = time(10, 30)
 NOTEBOOK_NAME = "daily_cycle.ipynb"
-
-# Exit codes of `workbench daily` (also in the README, for whoever schedules it).
-EXIT_OK = 0
-EXIT_NOTEBOOK_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-def market_today() -> date:
-    """Today's date in New York, where the US market keeps its calendar."""
-    return datetime.now(NEW_YORK).date()
-
-
-def clock_for(as_of: date | None, *, today: date | None = None) -> Clock:
-    """The wall clock for today's run; a fixed 10:30 New York clock to replay another day."""
-    today = today or market_today()
-    if as_of is None or as_of == today:
-        return SystemClock()
-    return FixedClock(datetime.combine(as_of, REPLAY_TIME, tzinfo=NEW_YORK))
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-/]{0,19}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +73,7 @@ class CycleReport:
 
     as_of: date
     correlation_id: str
+    home: Path
     broker: str
     portfolio: PortfolioSnapshot
     outcomes: tuple[Outcome, ...]
@@ -104,7 +85,6 @@ class CycleReport:
     head_seq: int
     head_hash: str
     market: MarketStatus
-    home: Path
     clock: str
     chain_ok: bool
     chain_problem: str = ""
@@ -161,10 +141,19 @@ def equal_weights(targets: Targets, universe: tuple[str, ...]) -> Targets:
 
 
 def parse_universe(text: str) -> tuple[str, ...]:
-    """A comma-separated symbol list (or empty) as a tuple without duplicates."""
-    symbols = [s.strip().upper() for s in text.split(",") if s.strip()]
-    if len(symbols) != len(set(symbols)):
-        raise ConfigError("universe: a symbol appears twice")
+    """A comma-separated symbol list (or empty) as a tuple: an empty item, a malformed symbol
+    or a symbol given twice is a ConfigError naming it."""
+    if not text.strip():
+        return ()
+    symbols = [s.strip().upper() for s in text.split(",")]
+    if "" in symbols:
+        raise ConfigError(f"universe {text!r}: an empty symbol between commas")
+    bad = [s for s in symbols if not _SYMBOL.fullmatch(s)]
+    if bad:
+        raise ConfigError(f"universe {text!r}: {bad[0]!r} is not a symbol")
+    twice = sorted({s for s in symbols if symbols.count(s) > 1})
+    if twice:
+        raise ConfigError(f"universe {text!r}: {', '.join(twice)} given twice")
     return tuple(symbols)
 
 
@@ -204,6 +193,7 @@ def run_cycle(
     return CycleReport(
         as_of=as_of,
         correlation_id=correlation_id,
+        home=wb.home,
         broker=wb.label,
         portfolio=portfolio,
         outcomes=tuple(outcomes),
@@ -216,7 +206,6 @@ def run_cycle(
         head_seq=chain.head_seq,
         head_hash=chain.head_hash,
         market=market,
-        home=wb.home,
         clock=wb.clock_label,
         chain_ok=chain.ok,
         chain_problem="" if chain.ok else f"seq {chain.first_bad_seq}: {chain.reason}",
@@ -255,149 +244,32 @@ def open_for_day(
     policy_dir: str = "",
     bars_path: str = "",
 ) -> tuple[Workbench, date, Path]:
-    """The notebook's parameters turned into an open workbench, the day and the policies folder."""
-    day = parse_as_of(as_of) or market_today()
+    """The notebook's parameters turned into an open workbench, the day and the policies folder.
+
+    Today runs live in the home (created if missing: the daily run may create it); a past
+    session is replayed in its own sandbox (``<home>/replay/<day>/``) on a clock fixed at 10:30
+    New York; a future day or a day without a session is refused."""
+    plan = plan_day(parse_as_of(as_of), home or None)
     policies = resolve_policy_dir(policy_dir or None)
     wb = Workbench.open(
-        home or None,
+        plan.run_home,
         broker,
         policy_dir=policies,
-        clock=clock_for(day),
+        clock=plan.clock(),
         bars_path=bars_path or None,
+        create=True,
     )
-    return wb, day, policies
-
-
-# -- the scheduled run: papermill ----------------------------------------------------------------
-
-
-def notebooks_dir() -> Path:
-    """The repository's ``notebooks/`` folder (``$WORKBENCH_NOTEBOOKS`` overrides it)."""
-    override = os.environ.get("WORKBENCH_NOTEBOOKS")
-    folder = Path(override) if override else Path(__file__).resolve().parents[1] / "notebooks"
-    if not (folder / NOTEBOOK_NAME).is_file():
-        raise ConfigError(f"{NOTEBOOK_NAME} not found in {folder}")
-    return folder
-
-
-@dataclass(frozen=True)
-class NotebookRun:
-    """Where a scheduled run left its report, and whether it succeeded."""
-
-    notebook: Path
-    html: Path | None
-    ok: bool
-    error: str | None = None
-
-
-def run_notebook(
-    *,
-    as_of: date,
-    home: Path,
-    policy_dir: Path,
-    broker: str = "paper",
-    proposer: Proposer = "rebalance",
-    signals_path: Path | None = None,
-    universe: str = "",
-    bars_path: Path | None = None,
-    progress: bool = False,
-) -> NotebookRun:
-    """Execute the daily notebook into ``<home>/<as_of>/`` and write its code-free HTML.
-
-    A failing cell still leaves the executed notebook (papermill writes it with the error shown)
-    and its HTML; ``ok`` is then False. ``progress`` shows a bar of the cells run (on stderr).
-    """
-    import papermill as pm
-
-    out_dir = home / as_of.isoformat()
-    privacy.make_home(home)  # a home made here is private (0700) like any other
-    out_dir.mkdir(exist_ok=True)
-    output = out_dir / NOTEBOOK_NAME
-    params = {
-        "as_of": as_of.isoformat(),
-        "broker": broker,
-        "home": str(home),
-        "policy_dir": str(policy_dir),
-        "proposer": proposer,
-        "signals_path": str(signals_path) if signals_path else "",
-        "universe": universe,
-        "bars_path": str(bars_path) if bars_path else "",
-    }
-    error = None
-    try:
-        pm.execute_notebook(
-            str(notebooks_dir() / NOTEBOOK_NAME),
-            str(output),
-            parameters=params,
-            kernel_name="python3",
-            cwd=str(out_dir),
-            progress_bar=progress,
-            # The kernel's own log (start-up notices; "KeyboardInterrupt caught" when
-            # jupyter_client interrupts it on shutdown) is not the report's business: a failing
-            # cell is in the notebook and fails the run.
-            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-        )
-    except pm.PapermillExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue}"
-    html = write_html(output, f"Daily cycle {as_of.isoformat()}") if output.exists() else None
-    return NotebookRun(output, html, error is None, error)
+    return wb, plan.day, policies
 
 
 TITLE_KEY = "workbench_title"  # display metadata a report cell sets to name its HTML page
 
 
-def write_html(notebook: Path, title: str = "") -> Path:
-    """An HTML copy of an executed notebook without its code cells, beside it, titled by the
-    title its report cell recorded (else ``title``)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(notebook, as_version=4)
-    recorded = [
-        str(o["metadata"][TITLE_KEY])
-        for c in nb.cells
-        for o in c.get("outputs", [])
-        if TITLE_KEY in o.get("metadata", {})
-    ]
-    if recorded or title:
-        nb.metadata["title"] = recorded[0] if recorded else title
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True)
-    body, _ = exporter.from_notebook_node(nb)
-    body = _alt_texts(nb, body)
-    target = notebook.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
-
-
-_NO_ALT = 'alt="No description has been provided for this image"'
-
-
-def _alt_texts(nb: object, body: str) -> str:
-    """Give each chart its recorded alternative text (``image/png`` ``alt`` metadata, which the
-    lab template leaves out), in order; images without one keep nbconvert's placeholder."""
-    import html
-
-    alts = [
-        out.get("metadata", {}).get("image/png", {}).get("alt")
-        for cell in getattr(nb, "cells", [])
-        for out in cell.get("outputs", [])
-        if "image/png" in out.get("data", {})
-    ]
-    pieces = body.split(_NO_ALT)
-    if len(pieces) != len(alts) + 1:  # not one placeholder per chart: leave the page as it is
-        return body
-    out = [pieces[0]]
-    for alt, rest in zip(alts, pieces[1:], strict=True):
-        out.append(f'alt="{html.escape(alt, quote=True)}"' if alt else _NO_ALT)
-        out.append(rest)
-    return "".join(out)
-
-
 def parse_as_of(text: str | None) -> date | None:
-    """``YYYY-MM-DD`` into a date; empty means today. A bad date is a WorkbenchError."""
+    """``YYYY-MM-DD`` into a date; empty means today. A bad date is a ConfigError."""
     if not text:
         return None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise WorkbenchError(f"as_of must be YYYY-MM-DD, got {text!r}") from None
+        raise ConfigError(f"as_of must be YYYY-MM-DD, got {text!r}") from None

@@ -16,6 +16,7 @@ import pandas as pd
 
 from workbench import fmt, report_style
 from workbench.daily import TITLE_KEY, CycleReport
+from workbench.home import is_replay_home
 from workbench.ticket_view import badge
 
 CHART_ROWS = 30
@@ -46,53 +47,62 @@ def _header(r: CycleReport) -> list[object]:
     m = r.market
     if m.open_now:
         market = f"{badge('OPEN', '#1b7f3b')} {html.escape(m.calendar)} at {fmt.ny(m.now)}"
+        market_text = f"OPEN {m.calendar} at {fmt.ny(m.now)}"
     else:
+        next_open = fmt.ny(m.next_open, seconds=False)
         market = (
             f"{badge('CLOSED', '#b3261e')} {html.escape(m.reason)}; next session opens "
-            f"<b>{fmt.ny(m.next_open, seconds=False)}</b>"
+            f"<b>{next_open}</b>"
         )
+        market_text = f"CLOSED {m.reason}; next session opens {next_open}"
+    head = f"{r.head_seq:,} events, head seq {r.head_seq}"
     if r.chain_ok:
-        chain = (
-            f"{badge('verified OK', '#1b7f3b')} {r.head_seq:,} events, head seq {r.head_seq} "
-            f"<code>{r.head_hash}</code>"
-        )
+        chain = f"{badge('verified OK', '#1b7f3b')} {head} <code>{r.head_hash}</code>"
+        chain_text = f"verified OK, {head} {r.head_hash}"
     else:
         chain = f"{badge('BROKEN', '#b3261e')} at {html.escape(r.chain_problem)}"
+        chain_text = f"BROKEN at {r.chain_problem}"
     state_colour = STATE_COLOURS.get(r.trading_state, "#555")
-    synthetic = " · market data <b>synthetic (seeded)</b>" if "paper" in r.broker else ""
+    synthetic = "paper" in r.broker
+    account = f"{r.broker}, account {r.portfolio.account}"
+    when = f"{fmt.ny_day(r.market.now)} · run at {fmt.ny(r.market.now)} ({r.clock})"
     rows = [
         (
             "Date",
             f"<b>{fmt.ny_day(r.market.now)}</b> · run at {fmt.ny(r.market.now)} "
             f"({html.escape(r.clock)})",
+            when,
         ),
         (
             "Broker",
             f"<b>{html.escape(r.broker)}</b>, account <code>{html.escape(r.portfolio.account)}"
-            f"</code>{synthetic}",
+            "</code>" + (" · market data <b>synthetic (seeded)</b>" if synthetic else ""),
+            account + (" · market data synthetic (seeded)" if synthetic else ""),
         ),
-        ("Market", market),
+        ("Market", market, market_text),
         (
             "Trading state",
             f'<b style="color:{state_colour}">{html.escape(r.trading_state)}</b> '
             f"({html.escape(r.trading_state_reason)})",
+            f"{r.trading_state} ({r.trading_state_reason})",
         ),
-        ("Home", f"<code>{html.escape(str(r.home))}</code>"),
-        ("Audit chain", chain),
+        ("Home", *_home(r)),
+        ("Audit chain", chain, chain_text),
     ]
     body = "".join(
         f'<tr style="background:transparent"><th style="{_TH}">{k}</th>'
         f'<td style="{_TD}">{v}</td></tr>'
-        for k, v in rows
+        for k, v, _ in rows
     )
     card = (
         f'<div class="wb-report-header" style="{_CARD}"><div style="font-size:18px;'
         f'font-weight:700;margin-bottom:6px">{html.escape(title(r))}</div>'
         f'<table style="border-collapse:collapse">{body}</table></div>'
     )
-    parts: list[object] = [report_style.Html(card, {TITLE_KEY: title(r)})]
+    text = report_style.card_text(title(r), ((k, t) for k, _, t in rows))
+    parts: list[object] = [report_style.Html(card, {TITLE_KEY: title(r)}, text)]
     if not m.open_now:
-        parts.append(report_style.Html(_closed_box(r)))
+        parts.append(_closed_box(r))
     else:
         parts.append(
             f"Proposals this run: **{len(r.proposals)}**; awaiting approval: "
@@ -101,16 +111,37 @@ def _header(r: CycleReport) -> list[object]:
     return parts
 
 
-def _closed_box(r: CycleReport) -> str:
-    m = r.market
+def _home(r: CycleReport) -> tuple[str, str]:
+    """The home as HTML and as text; a replay sandbox says so, with a REPLAY badge."""
+    if not is_replay_home(r.home):
+        return f"<code>{html.escape(str(r.home))}</code>", str(r.home)
+    note = (
+        "market time fixed at 10:30 New York; events stamped with the wall-clock time they"
+        " were written; never the live home"
+    )
+    day = r.as_of.isoformat()
     return (
+        f"{badge('REPLAY', '#6a4c93')} Replay of {day} in its sandbox "
+        f"<code>{html.escape(str(r.home))}</code> ({note})",
+        f"REPLAY: Replay of {day} in its sandbox {r.home} ({note})",
+    )
+
+
+def _closed_box(r: CycleReport) -> report_style.Html:
+    m = r.market
+    next_open = fmt.ny(m.next_open, seconds=False)
+    said = (
+        "so the proposer was skipped: every order would be refused (rule R11). The next session"
+        " opens {next}. Proposals still waiting from earlier sessions are listed under Awaiting"
+        " approval."
+    )
+    box = (
         '<div class="wb-market-closed" style="background:#fff4e0;border-left:4px solid #b36b00;'
         f'padding:6px 10px;margin:8px 0;max-width:960px"><b>Market closed — nothing was '
-        f"proposed.</b> {html.escape(m.reason)}, so the proposer was skipped: every order would "
-        f"be refused (rule R11). The next session opens <b>"
-        f"{fmt.ny(m.next_open, seconds=False)}</b>. Proposals still waiting from earlier "
-        "sessions are listed under Awaiting approval.</div>"
+        f"proposed.</b> {html.escape(m.reason)}, {said.format(next=f'<b>{next_open}</b>')}</div>"
     )
+    text = f"Market closed — nothing was proposed. {m.reason}, {said.format(next=next_open)}"
+    return report_style.Html(box, text=text)
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -290,7 +321,7 @@ def _awaiting(r: CycleReport) -> list[object]:
         return ["Nothing awaits approval."]
     w = r.awaiting_approval
     today = r.market.now.astimezone(fmt.NEW_YORK).date()
-    when = [datetime.fromisoformat(str(t)) for t in w["proposed_at"]]
+    when = [datetime.fromisoformat(str(t)) for t in w["market_at"]]  # a replay: its day
     shown = pd.DataFrame(
         {
             "id": w["proposal_id"],

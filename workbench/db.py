@@ -22,6 +22,40 @@ BUSY_TIMEOUT_MS = 30_000
 Migration = tuple[str, Sequence[str]]
 
 
+def connect_read_only(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """Open an existing database for reading only; it works on a read-only copy (an archive, a
+    read-only mount) too. A copy whose write-ahead log cannot be read is refused, never read
+    without its newest events."""
+    if not path.is_file():
+        raise AuditError(f"no workbench database at {path}")
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=check_same_thread,
+        )
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        pass  # a read-only folder: SQLite cannot make the WAL index it reads through
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise AuditError(
+            f"{path} is read-only and its write-ahead log {wal.name} holds events not yet merged:"
+            " copy the home somewhere writable to read it"
+        )
+    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"  # nobody can write a read-only copy
+    try:
+        conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, check_same_thread=check_same_thread
+        )
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise AuditError(f"cannot read the workbench database {path}: {exc}") from exc
+    return conn
+
+
 def connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """Open ``path`` in autocommit mode (transactions are explicit), WAL, synchronous=FULL.
 
@@ -52,8 +86,9 @@ class ThreadConnections:
     store, and connections of threads that have ended are closed when another thread opens one.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._local = threading.local()
         self._guard = threading.Lock()
         self._open: list[tuple[threading.Thread, sqlite3.Connection]] = []
@@ -74,7 +109,8 @@ class ThreadConnections:
                 old.close()
             self._open = [(t, c) for t, c in self._open if t.is_alive()]
             # Only this thread uses it; check_same_thread=False lets close() reach it.
-            conn = connect(self.path, check_same_thread=False)
+            opener = connect_read_only if self.read_only else connect
+            conn = opener(self.path, check_same_thread=False)
             self._open.append((threading.current_thread(), conn))
         self._local.conn = conn
         return conn

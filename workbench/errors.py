@@ -19,6 +19,15 @@ class ConfigError(WorkbenchError, ValueError):
         self.path = path
 
 
+class HomeError(ConfigError):
+    """The workbench home is missing, is a file, or cannot be written; ``path`` is where it was
+    looked for. Nothing was created."""
+
+    def __init__(self, message: str, *, path: object) -> None:
+        super().__init__(message)
+        self.path = str(path)
+
+
 class CanonicalizationError(WorkbenchError, TypeError):
     """A value cannot be written as canonical JSON (a float NaN, an unknown type)."""
 
@@ -177,7 +186,7 @@ class BarsFormatError(WorkbenchError, ValueError):
     """A user's bars file breaks the schema date,symbol,open,high,low,close,volume."""
 
     def __init__(self, path: str, line: int, reason: str) -> None:
-        super().__init__(f"{path}:{line}: {reason}")
+        super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
         self.path = path
         self.line = line
         self.reason = reason

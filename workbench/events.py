@@ -241,12 +241,17 @@ class ApprovalExpired(Payload):
 
 
 class OrderSubmitted(Payload):
-    """The token was spent: written in the transaction that records its ``token_uses`` row."""
+    """The token was spent: written in the transaction that records its ``token_uses`` row.
+
+    ``spent_at`` is the market time it was spent at (the approvals' clock, the one the grant's
+    ``expires_at`` is on; a replay's day, while the event itself carries the wall-clock time it
+    was written): the permit check compares the two, and the ``token_uses`` row records it."""
 
     token_id: TokenId
     intent_hash: Sha256Hex
     order_ref: OrderRef
     approvers: Annotated[tuple[ApproverName, ...], Field(min_length=1, max_length=2)]
+    spent_at: AwareDatetime
 
 
 class BrokerUpdate(Payload):
@@ -298,11 +303,15 @@ class KillSwitchActivated(Payload):
 
 class KillSwitchReleased(Payload):
     """An approver, whose credential was verified, returned trading to ACTIVE. ``mac`` is the
-    approval key's HMAC over the fields, the event's seq and the previous event's hash."""
+    approval key's HMAC over the fields, the event's seq and the previous event's hash.
+
+    ``market_at`` is the market time of the release (a replay's day; the event itself carries
+    the wall-clock time it was written): the circuit breaker counts only NAVs taken after it."""
 
     state: TradingState
     reason: Name
     by: ApproverName
+    market_at: AwareDatetime
     mac: Sha256Hex
 
     @model_validator(mode="after")

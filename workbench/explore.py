@@ -8,7 +8,6 @@ to the audit log unless :meth:`Lab.propose_all` is called; the policy files are 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,13 @@ import pandas as pd
 from pydantic import ValidationError
 
 from workbench import fmt, report_style
-from workbench.clock import SystemClock, replay_clock
-from workbench.daily import NEW_YORK, propose_intents
+from workbench.clock import Clock, SystemClock
+from workbench.daily import propose_intents
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import resolve_policy_dir
 from workbench.models import OrderIntent, RiskDecision
 from workbench.policy import RiskPolicy
+from workbench.replay import NEW_YORK, replay_at
 from workbench.workbench import Outcome, Workbench
 
 ACTOR = "explore"
@@ -61,10 +61,14 @@ class Lab:
         signals_path: str | None = None,
         clock_at: str = "",
     ) -> Lab:
-        """Open the home read-mostly and build today's intents from targets or signals."""
-        clock = replay_clock(clock_at) if clock_at else SystemClock()
+        """Open the home read-mostly and build today's intents from targets or signals (a
+        replay time ``clock_at`` opens that day's replay sandbox, never the live home)."""
         policies = resolve_policy_dir(policy_dir or None)
-        wb = Workbench.open(home or None, broker, policy_dir=policies, clock=clock)
+        clock: Clock = SystemClock()
+        where: str | Path | None = home or None
+        if clock_at:
+            where, clock = replay_at(clock_at, home or None)
+        wb = Workbench.open(where, broker, policy_dir=policies, clock=clock)
         day = clock.now().astimezone(NEW_YORK).date()
         portfolio = wb.portfolio(record=False)
         intents = propose_intents(
@@ -151,7 +155,7 @@ class Lab:
         counts = frame["decision"].value_counts() if len(frame) else pd.Series(dtype=int)
         outcome = ", ".join(f"{n} {d}" for d, n in counts.items()) or "no intents"
         changes = ", ".join(f"{k} {v}" for k, v in self.changes.items()) or "policy as filed"
-        return f"{len(frame)} intents on {self.wb.label} ({changes}): {outcome}"
+        return f"{len(frame)} intents on {self.wb.label} in {self.wb.home} ({changes}): {outcome}"
 
     def controls(self) -> Any:
         """Sliders for the notional limit, the weight limit and the size factor."""
@@ -220,7 +224,7 @@ class Lab:
     def propose_all(self) -> list[Outcome]:
         """Record the current intents as real proposals, judged by the policy as filed (not the
         in-memory copy), and still needing a person's approval."""
-        stamp = datetime.now(NEW_YORK).strftime("%Y%m%dT%H%M%S")
+        stamp = SystemClock().now().astimezone(NEW_YORK).strftime("%Y%m%dT%H%M%S")
         return self.wb.run_cycle(self.intents(), actor=ACTOR, correlation_id=f"explore:{stamp}")
 
 

@@ -28,14 +28,16 @@ def _dec(value: Decimal | int | float | str) -> Decimal:
 
 
 def amount(value: Decimal | int | float | str | None, places: int = 2) -> str:
-    """A number with thousands separators and ``places`` decimals (half-up): "19,967.05"."""
+    """A number with thousands separators and ``places`` decimals (half-up): "19,967.05"; what
+    rounds to zero reads "0.00", never "-0.00"."""
     if value is None:
         return DASH
     number = _dec(value)
     if not number.is_finite():
         return str(number)
     exponent = Decimal(1).scaleb(-places)
-    return f"{number.quantize(exponent, rounding=ROUND_HALF_UP):,.{places}f}"
+    rounded = number.quantize(exponent, rounding=ROUND_HALF_UP)
+    return f"{rounded.copy_abs() if rounded.is_zero() else rounded:,.{places}f}"
 
 
 def money(value: Decimal | int | float | str | None, currency: str, *, signed: bool = False) -> str:

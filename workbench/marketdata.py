@@ -223,6 +223,15 @@ def _parquet_rows(path: Path) -> Iterator[list[str]]:
 
 
 def _load_bars(path: Path, calendar: SessionCalendar, label: str) -> dict[tuple[str, date], Bar]:
+    try:
+        return _read_bars(path, calendar, label)
+    except FileNotFoundError:
+        raise BarsFormatError(str(path), 0, "no such bars file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BarsFormatError(str(path), 0, f"cannot read the bars file: {exc}") from None
+
+
+def _read_bars(path: Path, calendar: SessionCalendar, label: str) -> dict[tuple[str, date], Bar]:
     rows = _rows(path)
     header = next(rows, None)
     if header is None or tuple(header) != BAR_COLUMNS:

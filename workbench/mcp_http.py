@@ -32,6 +32,7 @@ SCOPE = "workbench:propose"
 CLIENT_ID = "workbench-mcp-token"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 MCP_PATH = "/mcp"
+DEFAULT_PORT = 8765
 _DIGEST_CHARS = 64
 
 

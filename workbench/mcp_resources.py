@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from workbench.daily import NOTEBOOK_NAME
+from workbench.home import is_replay_home
 from workbench.mcp_policy import McpPolicy
 from workbench.mcp_text import html_text, proposal_prompt
 from workbench.mcp_views import UNTRUSTED
@@ -28,8 +29,11 @@ REPORT_HTML = Path(NOTEBOOK_NAME).with_suffix(".html").name
 MAX_REPORT_BYTES = 32 * 1024 * 1024  # a report larger than this is not a report
 
 
-def report_path(home: Path, day: date) -> Path:
-    """Where ``workbench daily`` leaves the day's HTML report in ``home``."""
+def report_path(home: Path, day: date) -> Path | None:
+    """Where ``workbench daily`` leaves the day's HTML report: ``<home>/<day>/`` for a live
+    home, the sandbox itself for a replay sandbox (which holds its own day only: None else)."""
+    if is_replay_home(home):
+        return home / REPORT_HTML if home.name == day.isoformat() else None
     return home / day.isoformat() / REPORT_HTML
 
 
@@ -37,7 +41,7 @@ def report_document(home: Path, day: date, limit: int) -> dict[str, Any]:
     """The day's report as its visible text, marked untrusted; says so when there is none."""
     path = report_path(home, day)
     source = f"daily report {day.isoformat()}"
-    if not path.is_file():
+    if path is None or not path.is_file():
         note = f"no report for {day.isoformat()} yet (workbench daily writes it)"
         return {"day": day.isoformat(), "report": None, "note": note}
     if path.stat().st_size > MAX_REPORT_BYTES:

@@ -20,6 +20,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     field_serializer,
+    field_validator,
     model_validator,
 )
 
@@ -30,6 +31,8 @@ from workbench.exposures import ExposureAfter
 MAX_QUANTITY = Decimal("1000000000")
 MAX_PRICE = Decimal("100000000")
 MAX_AMOUNT = Decimal("1000000000000000")
+# No broker takes an order size finer than this: more decimal places are garbage, not precision.
+MAX_QUANTITY_PLACES = 8
 
 Quantity = Annotated[Decimal, Field(gt=0, le=MAX_QUANTITY, allow_inf_nan=False)]
 SignedQuantity = Annotated[Decimal, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, allow_inf_nan=False)]
@@ -44,6 +47,14 @@ AccountId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,32}$")]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{0,64}$")]
 ShortText = Annotated[str, StringConstraints(max_length=2000)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+def decimal_places(value: Decimal) -> int:
+    """How many digits a finite Decimal has after the point, trailing zeros aside (10.50 → 1)."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int), "a finite Decimal"
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + zeros)) if any(digits) else 0
 
 
 class Frozen(BaseModel):
@@ -183,6 +194,15 @@ class OrderIntent(Frozen):
     protective_stop: ProtectiveStop | None = None
     source: Source
     is_propagated: bool = False
+
+    @field_validator("quantity")
+    @classmethod
+    def _quantity_has_few_places(cls, value: Decimal) -> Decimal:
+        if decimal_places(value) > MAX_QUANTITY_PLACES:
+            raise ValueError(
+                f"{canonical.decimal_str(value)} has more than {MAX_QUANTITY_PLACES} decimal places"
+            )
+        return value
 
     @model_validator(mode="after")
     def _prices_match_order_type(self) -> Self:

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 
 from workbench import fmt
-from workbench.clock import SystemClock, replay_clock
+from workbench.clock import Clock, SystemClock
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
+from workbench.replay import replay_at
 from workbench.ticket_source import ticket_for
 from workbench.ticket_view import execution_html, to_html, to_text
 from workbench.workbench import Credential, Workbench
@@ -60,7 +62,7 @@ def list_rows(frame: pd.DataFrame, now: datetime) -> list[tuple[str, ...]]:
     """The compact list's cells, one tuple per proposal (``frame`` from ``Workbench.proposals``)."""
     rows: list[tuple[str, ...]] = []
     for r in frame.itertuples():
-        proposed = datetime.fromisoformat(str(r.proposed_at))
+        proposed = datetime.fromisoformat(str(r.market_at))  # market time (a replay's day)
         earlier = proposed.astimezone(fmt.NEW_YORK).date() < now.astimezone(fmt.NEW_YORK).date()
         age = fmt.duration((now - proposed).total_seconds())
         notional = (
@@ -319,8 +321,8 @@ class ApprovalPanel:
         status = self.wb.status()
         frame = self._listed()
         lines = [
-            f"Broker: {status['broker']} (account {status['account']})",
             f"Home: {status['home']}",
+            f"Broker: {status['broker']} (account {status['account']})",
             f"Clock: {self._clock_text()}",
             f"Trading state: {status['trading_state']} ({status['trading_state_reason']})",
             f"Proposals listed: {len(frame)}",
@@ -343,7 +345,12 @@ class ApprovalPanel:
 def open_panel(
     *, home: str = "", broker: str = "paper", policy_dir: str = "", clock_at: str = ""
 ) -> ApprovalPanel:
-    """The panel over the home the approver names (the notebook's parameters)."""
-    clock = replay_clock(clock_at) if clock_at else SystemClock()
-    wb = Workbench.open(home or None, broker, policy_dir=policy_dir or None, clock=clock)
+    """The panel over the home the approver names (the notebook's parameters). A replay time
+    ``clock_at`` opens that day's replay sandbox (``workbench daily --as-of`` made it), never
+    the live home: replayed time is never written there."""
+    clock: Clock = SystemClock()
+    where: str | Path | None = home or None
+    if clock_at:
+        where, clock = replay_at(clock_at, home or None)
+    wb = Workbench.open(where, broker, policy_dir=policy_dir or None, clock=clock)
     return ApprovalPanel(wb)

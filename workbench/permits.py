@@ -7,10 +7,12 @@ from the audit log and the approval key, and any link missing is a refusal:
 2. the event at ``submitted_seq`` is the proposal's ``OrderSubmitted`` for that hash and
    ``order_ref``, every state change of the proposal follows the lifecycle table, and it now
    stands at SUBMITTED;
-3. a ``token_uses`` row for that token id, proposal and seq: written in the same transaction by
-   the only code that spends tokens;
+3. a ``token_uses`` row for that token id, proposal and seq, spent at the submission's
+   ``spent_at``: written in the same transaction by the only code that spends tokens;
 4. the proposal's latest ``ApprovalGranted`` before it, whose MAC verifies with the approval key
-   and whose token id, intent hash, account and policy hash match, not expired when spent;
+   and whose token id, intent hash, account and policy hash match, not expired when spent (the
+   submission's ``spent_at`` and the grant's ``expires_at`` are both market time: a replay's
+   day; the event's own time is the wall clock it was written on);
 5. the latest gate decision before it judged this intent under that policy: APPROVE, or REVIEW
    with the override reason the grant recorded;
 6. the trading state (the verified fold) at the submission and now allows the order: HALTED
@@ -24,12 +26,12 @@ an order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from decimal import Decimal
 
 from workbench import records
 from workbench.approval import grant_verifies
 from workbench.audit import AuditLog, EventType
+from workbench.canonical import utc_iso
 from workbench.errors import AuditError, CanonicalizationError, WorkbenchError
 from workbench.events import OrderSubmitted
 from workbench.intent_hash import intent_hash
@@ -131,12 +133,15 @@ def _token_problem(
     log: AuditLog, key: bytes, permit: SubmitPermit, sub: OrderSubmitted, record: ProposalRecord
 ) -> str | None:
     row = log.conn.execute(
-        "SELECT proposal_id, submitted_seq FROM token_uses WHERE token_id = ?", (sub.token_id,)
+        "SELECT proposal_id, submitted_seq, used_at FROM token_uses WHERE token_id = ?",
+        (sub.token_id,),
     ).fetchone()
     if row is None:
         return "no spent token backs the submission (no token_uses row)"
     if (str(row[0]), int(row[1])) != (permit.proposal_id, permit.submitted_seq):
         return "the spent token belongs to another submission"
+    if str(row[2]) != utc_iso(sub.spent_at):
+        return "the spent token's record is not the submission's (another time)"
     return None
 
 
@@ -152,8 +157,7 @@ def _grant_problem(
         return "the approval was for another token or intent"
     if grant.account != permit.intent.account or tuple(grant.approvers) != tuple(sub.approvers):
         return "the approval was for another account or approver"
-    assert record.submission is not None
-    if datetime.fromisoformat(record.submission.ts) >= grant.expires_at:
+    if sub.spent_at >= grant.expires_at:
         return "the token was spent after it expired"
     return None
 

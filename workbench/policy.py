@@ -27,7 +27,15 @@ from yaml.nodes import MappingNode
 
 from workbench import canonical
 from workbench.errors import ConfigError
-from workbench.models import Currency, Exchange, InstrumentType, OrderType, Symbol
+from workbench.models import (
+    MAX_QUANTITY_PLACES,
+    Currency,
+    Exchange,
+    InstrumentType,
+    OrderType,
+    Symbol,
+    decimal_places,
+)
 
 RISK_POLICY_FILE = "risk_policy.yaml"
 STRATEGY_PARAMS_FILE = "strategy_params.yaml"
@@ -53,13 +61,40 @@ class Config(BaseModel):
 # -- risk policy ---------------------------------------------------------------------------------
 
 
+WHOLE = Decimal(1)
+SizeIncrement = Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)]
+
+
 class InstrumentRules(Config):
-    """R4: what may be traded at all."""
+    """R4: what may be traded at all; and in what size steps (whole units unless listed)."""
 
     allowed_types: frozenset[InstrumentType]
     allowed_exchanges: frozenset[Exchange]
     allowed_currencies: frozenset[Currency]
     restricted_symbols: frozenset[Symbol]
+    fractional_quantities: dict[Symbol, SizeIncrement]
+
+    @model_validator(mode="after")
+    def _increments_are_sane(self) -> Self:
+        for symbol, step in self.fractional_quantities.items():
+            if decimal_places(step) > MAX_QUANTITY_PLACES:
+                raise ValueError(f"fractional_quantities.{symbol}: {step} is finer than 1e-8")
+        return self
+
+    def size_increment(self, symbol: str) -> Decimal:
+        """The smallest step an order in ``symbol`` may take: 1 (whole units) unless listed."""
+        return self.fractional_quantities.get(symbol, WHOLE)
+
+    def size_problem(self, symbol: str, quantity: Decimal) -> str | None:
+        """Why ``quantity`` of ``symbol`` is not a whole number of its increments (None: it is)."""
+        step = self.size_increment(symbol)
+        if quantity % step == 0:
+            return None
+        unit = "whole units" if step == WHOLE else f"steps of {step:f}"
+        return (
+            f"{symbol}: quantity {quantity:f} is not in {unit} (fractions only where"
+            " risk_policy.yaml instruments.fractional_quantities allows them)"
+        )
 
 
 class OrderRules(Config):
@@ -155,7 +190,8 @@ class RiskPolicy(Config):
 
 
 class CircuitBreakerConfig(Config):
-    """Trip HALTED when NAV falls this fraction below its trailing one-day peak."""
+    """Trip HALTED when NAV falls this fraction below the trading day's peak (the NAV at the
+    previous session's close on the exchange calendar, and every NAV since)."""
 
     enabled: StrictBool
     max_1d_drawdown_pct: Fraction
@@ -186,14 +222,30 @@ class CostModel(Config):
     initial_margin_rate: Fraction
 
 
+class MarketDataConfig(Config):
+    """Where the paper broker's daily bars come from: ``bars`` is the user's own file (CSV or
+    Parquet, a path relative to the policies folder), or null for the seeded synthetic bars.
+    Every command that marks positions reads it (``--bars`` overrides it)."""
+
+    bars: Annotated[str, Field(min_length=1, max_length=4096)] | None
+
+
 class StrategyParams(Config):
-    """``policies/strategy_params.yaml``: circuit breaker, smart stop, sizing and costs."""
+    """``policies/strategy_params.yaml``: breaker, smart stop, sizing, costs and market data."""
 
     version: Annotated[StrictInt, Field(ge=1)]
     circuit_breaker: CircuitBreakerConfig
     smart_stop: SmartStopConfig
     sizing: SizingConfig
     costs: CostModel
+    market_data: MarketDataConfig
+
+
+def bars_file(params: StrategyParams, policy_dir: Path) -> Path | None:
+    """The user's bars file named by ``market_data.bars`` (resolved against the policies
+    folder), or None for the seeded synthetic bars."""
+    named = params.market_data.bars
+    return None if named is None else (Path(policy_dir) / Path(named).expanduser()).resolve()
 
 
 # -- loading -------------------------------------------------------------------------------------

@@ -109,13 +109,16 @@ class Proposer:
         clock: Clock | None = None,
         ids: Callable[[], str] = new_proposal_id,
         bars_path: str | os.PathLike[str] | None = None,
+        log_clock: Clock | None = None,
     ) -> Proposer:
-        """Open ``home`` read-and-propose only (the approval key is never read) on ``broker``."""
+        """Open an existing ``home`` read-and-propose only (the approval key is never read) on
+        ``broker``; ``clock`` is market time, ``log_clock`` stamps events (the wall clock
+        unless a test injects one), as for :meth:`Workbench.open`."""
         folder = resolve_policy_dir(policy_dir)
         targets = load_targets(Path(folder))
         wb = Workbench.open(
             home, broker, policy_dir=folder, clock=clock, ids=ids, bars_path=bars_path,
-            proposer_only=True,
+            log_clock=log_clock, proposer_only=True,
         )  # fmt: skip
         return cls(wb, targets)
 

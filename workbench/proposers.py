@@ -268,12 +268,12 @@ def _signal_row(raw: Mapping[str, Any], row: int) -> LiveSignal:
             raise SignalsError(f"is_propagated: {data.get('is_propagated')!r} is not a boolean")
         data["is_propagated"] = _TRUE[flag]
         meta = data.pop("metadata", None)
-        data["metadata"] = json.loads(meta) if meta else {}
+        data["metadata"] = loads_untrusted(meta, "metadata", max_chars=8_000) if meta else {}
         return LiveSignal.model_validate(data)
     except SignalsError as exc:
         raise SignalsError(str(exc), row=row) from None
-    except json.JSONDecodeError as exc:
-        raise SignalsError(f"metadata: not JSON ({exc.msg})", row=row) from None
+    except ProposalError as exc:
+        raise SignalsError(str(exc), row=row) from None
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise SignalsError(problems, row=row) from None
@@ -301,8 +301,62 @@ def read_signals(path: Path) -> list[LiveSignal]:
     """Signals from a CSV file; a missing or unreadable file is a SignalsError."""
     try:
         return parse_signals(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SignalsError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise SignalsError(f"cannot read the signals file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise SignalsError(f"cannot read the signals file {path}: not UTF-8 text") from exc
+
+
+MAX_JSON_CHARS = 64_000  # an order proposal is a few hundred characters
+MAX_JSON_DEPTH = 16  # an intent nests three levels; deeper is garbage or an attack
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON ``text`` (brackets inside strings aside)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads_untrusted(
+    text: str | bytes,
+    what: str,
+    *,
+    max_chars: int = MAX_JSON_CHARS,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Any:
+    """JSON from an untrusted source, size and nesting checked before parsing (no
+    RecursionError, no memory blow-up); every fault is a :class:`ProposalError` naming ``what``."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProposalError(f"{what} is not UTF-8 text") from None
+    if len(text) > max_chars:
+        raise ProposalError(f"{what} is {len(text):,} characters, above the {max_chars:,} allowed")
+    if json_depth(text) > max_depth:
+        raise ProposalError(f"{what} nests deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProposalError(f"{what} is not JSON: {exc.msg}") from None
+    except RecursionError:  # unreachable after the depth check; never let it escape regardless
+        raise ProposalError(f"{what} nests too deeply") from None
 
 
 def intent_from_json(
@@ -311,11 +365,9 @@ def intent_from_json(
     """An intent from untrusted JSON (an LLM's proposal): strict schema, our account, our source.
 
     The caller's ``source`` overrides what the JSON claims, so an LLM cannot pass as a human.
+    Oversized or deeply nested text is refused before it is parsed.
     """
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProposalError(f"proposal is not JSON: {exc.msg}") from None
+    raw = loads_untrusted(text, "proposal")
     if not isinstance(raw, dict):
         raise ProposalError("proposal must be a JSON object")
     if "account" in raw and raw["account"] != account:  # absent: it gets ours below

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -70,6 +71,16 @@ class ProposalRecord:
     def intent_hash(self) -> str:
         """The recorded intent hash (OrderProposed validates it against the intent)."""
         return self.proposed.data.intent_hash
+
+    @property
+    def market_at(self) -> datetime:
+        """When, in market time, the proposal was judged: its verdict's ``evaluated_at`` (a
+        replay's day, not the wall clock its events were recorded on); the time it was recorded
+        when it never got a decision, or only a fault."""
+        verdict = self.verdict
+        if verdict is not None and verdict.data.evaluated_at is not None:
+            return verdict.data.evaluated_at
+        return datetime.fromisoformat(self.proposed.ts)
 
     @property
     def sim(self) -> SimResult | None:

@@ -111,10 +111,17 @@ class Chart:
 
 @dataclass(frozen=True)
 class Html:
-    """A piece of report HTML, with display metadata (e.g. the page title)."""
+    """A piece of report HTML, with display metadata (e.g. the page title) and, for what a
+    text-only reader sees (a console, ``nbconvert --to markdown``), its plain-text twin."""
 
     body: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+
+
+def card_text(title: str, rows: Iterable[tuple[str, str]]) -> str:
+    """A header card in plain text: the title, then one ``Key: value`` line per row."""
+    return "\n".join([title, *(f"{key}: {value}" for key, value in rows)])
 
 
 def done(fig: Any, alt: str) -> Chart:
@@ -134,7 +141,11 @@ def show(items: Iterable[object]) -> None:
         if isinstance(item, Chart):
             display(item.figure, metadata={"image/png": {"alt": item.alt}})
         elif isinstance(item, Html):
-            display(HTML(item.body), metadata=item.metadata)
+            if item.text:
+                bundle = {"text/html": item.body, "text/plain": item.text}
+                display(bundle, raw=True, metadata=item.metadata)
+            else:
+                display(HTML(item.body), metadata=item.metadata)
         elif isinstance(item, str):
             display(HTML(item) if item.startswith("<") else Markdown(item))
         else:

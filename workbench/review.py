@@ -1,14 +1,17 @@
 """The reviewer's view behind ``notebooks/review.ipynb``: the audit log over a date range.
 
-Read-only: it opens the log, verifies the chain and builds frames — NAV and its one-day
-drawdown, events by type, gate decisions by rule, fills with realised P&L, open orders (working
-stops included) and the trading-state history. It never writes an event. ``review_report``
-shows these frames as tables and charts.
+Read-only: it opens the log read-only (an archived, read-only copy works too), verifies the
+chain and builds frames — NAV and its one-day drawdown, events by type, gate decisions by rule,
+fills with realised P&L, open orders (working stops included) and the trading-state history. It
+never writes an event, and never creates a home. ``review_report`` shows these frames as tables
+and charts.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+import bisect
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -17,14 +20,24 @@ from typing import Any
 import pandas as pd
 
 from workbench.audit import AuditLog, EventType, VerifyResult
-from workbench.errors import ConfigError
-from workbench.events import BrokerUpdate, RiskGateEvaluated
+from workbench.clock import SystemClock
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.events import BrokerUpdate, KillSwitchReleased, RiskGateEvaluated
 from workbench.fmt import NEW_YORK
-from workbench.home import db_path, resolve_policy_dir
+from workbench.home import DB_NAME, require_home, resolve_policy_dir
 from workbench.models import PortfolioSnapshot
 from workbench.orders import ACTIVE_STATES, BrokerOrder, OrderRole
-from workbench.policy import RiskPolicy, StrategyParams, load_policy, load_strategy_params
-from workbench.risk.state import StatePayload, state_of
+from workbench.policy import (
+    CircuitBreakerConfig,
+    RiskPolicy,
+    StrategyParams,
+    load_policy,
+    load_strategy_params,
+)
+from workbench.risk.calendar import trading_day
+from workbench.risk.history import NavPoint
+from workbench.risk.state import StatePayload, judge_breaker, state_of
+from workbench.trading_state import LAG
 
 FILL_TYPES = (
     EventType.ORDER_FILLED,
@@ -36,7 +49,7 @@ STATE_TYPES = (
     EventType.KILL_SWITCH_RELEASED,
     EventType.CIRCUIT_BREAKER_TRIPPED,
 )
-ONE_DAY = timedelta(days=1)
+RELEASED = EventType.KILL_SWITCH_RELEASED
 FILL_COLUMNS = [
     "time",
     "proposal_id",
@@ -91,7 +104,7 @@ class Review:
         cls, *, home: str = "", since: str = "", until: str = "", policy_dir: str = ""
     ) -> Review:
         """Open the home's log read-only for the range (default: the last 30 days)."""
-        today = datetime.now(NEW_YORK).date()
+        today = SystemClock().now().astimezone(NEW_YORK).date()
         start = _day(since, today - timedelta(days=30))
         end = _day(until, today + timedelta(days=1))
         if end <= start:
@@ -100,7 +113,8 @@ class Review:
         policy, params = load_policy(folder), load_strategy_params(folder)
         lower = datetime.combine(start, time(), tzinfo=NEW_YORK)
         upper = datetime.combine(end, time(), tzinfo=NEW_YORK)
-        return cls(AuditLog(db_path(home or None)), lower, upper, policy, params)
+        path = require_home(home or None)  # never creates one; a read-only copy is fine
+        return cls(AuditLog(path / DB_NAME, read_only=True), lower, upper, policy, params)
 
     def close(self) -> None:
         self.log.close()
@@ -115,10 +129,14 @@ class Review:
     # -- NAV ---------------------------------------------------------------------------------
 
     def nav(self) -> pd.DataFrame:
-        """Every recorded NAV in the range with its one-day drawdown (from the trailing 24 h
-        peak, as the circuit breaker measures it)."""
+        """Every NAV recorded in the range with its one-day drawdown, as the circuit breaker
+        read it (see :func:`one_day_drawdowns`): NAVs from the session before the range count
+        as the first day's baseline but are not listed."""
         rows = []
-        for e in self._events(EventType.PORTFOLIO_SNAPSHOT_TAKEN):
+        events = self.log.events(
+            types=(EventType.PORTFOLIO_SNAPSHOT_TAKEN,), since=self._nav_from(), until=self.until
+        )
+        for e in events:
             p = e.data_as(PortfolioSnapshot)
             rows.append(
                 {
@@ -126,12 +144,37 @@ class Review:
                     "account": p.account,
                     "currency": p.currency,
                     "nav": p.net_liquidation,
+                    "listed": _time(e.ts) >= self.since,
                 }
             )
-        frame = pd.DataFrame(rows, columns=["time", "account", "currency", "nav", "drawdown_1d"])
+        columns = ["time", "account", "currency", "nav", "drawdown_1d"]
+        frame = pd.DataFrame(rows, columns=[*columns, "listed"])
         frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
-        frame["drawdown_1d"] = one_day_drawdowns(list(frame["time"]), list(frame["nav"]))
-        return frame
+        releases = [  # market time, as the breaker reads them (as recorded: no key here)
+            _time(e.data_as(KillSwitchReleased).market_at)
+            for e in self.log.events(types=(RELEASED,))
+        ]
+        drawdowns: list[Decimal | None] = [None] * len(frame)
+        for _, part in frame.groupby("account", sort=False):
+            found = one_day_drawdowns(
+                [pd.Timestamp(t).to_pydatetime() for t in part["time"]],
+                list(part["nav"]),
+                releases=releases,
+                breaker=self.params.circuit_breaker,
+            )
+            for i, value in zip(part.index, found, strict=True):
+                drawdowns[i] = value
+        frame["drawdown_1d"] = pd.Series(drawdowns, index=frame.index, dtype=object)
+        return frame[frame["listed"].astype(bool)][columns].reset_index(drop=True)
+
+    def _nav_from(self) -> datetime:
+        """Where the NAVs the range's first day is measured from begin: the open of the session
+        before the range's first trading day, less the lag a snapshot may have (as the breaker
+        reads them); the range's own start when the calendar does not reach back so far."""
+        try:
+            return min(self.since, trading_day(self.since).previous_open - LAG)
+        except WorkbenchError:
+            return self.since
 
     def limits(self) -> dict[str, Decimal]:
         """The drawdown levels the chart draws: the breaker's limit and the warning level (the
@@ -275,17 +318,30 @@ _ORDER_TYPES = (
 )
 
 
-def one_day_drawdowns(times: list[datetime], navs: list[Decimal]) -> list[Decimal | None]:
-    """For each NAV, how far below the highest NAV of the 24 hours up to it (inclusive):
-    a sliding-window maximum (a deque of candidates), linear in the number of points."""
-    out: list[Decimal | None] = []
-    window: deque[int] = deque()  # indices whose NAVs decrease from the front
-    for i, (at, nav) in enumerate(zip(times, navs, strict=True)):
-        while window and navs[window[-1]] <= nav:
-            window.pop()
-        window.append(i)
-        while times[window[0]] < at - ONE_DAY:
-            window.popleft()
-        peak = navs[window[0]]
-        out.append((peak - nav) / peak if peak > 0 else None)
+def one_day_drawdowns(
+    times: Sequence[datetime],
+    navs: Sequence[Decimal],
+    *,
+    releases: Sequence[datetime] = (),
+    breaker: CircuitBreakerConfig,
+) -> list[Decimal]:
+    """For each NAV of one account (oldest first), the drawdown the circuit breaker read when
+    it was recorded — the breaker's own :func:`~workbench.risk.state.judge_breaker` over the
+    trading day of :func:`~workbench.risk.calendar.trading_day`: from the NAV at the previous
+    session's close and the peak since, so overnight, weekend and holiday gaps count; only
+    NAVs after the last resume before it (``releases``) count, as for the breaker."""
+    if list(times) != sorted(times):
+        raise ValueError("one_day_drawdowns needs the NAVs oldest first")
+    points = [NavPoint(at, nav) for at, nav in zip(times, navs, strict=True)]
+    resumed = sorted(releases)
+    out: list[Decimal] = []
+    for i, point in enumerate(points):
+        day = trading_day(point.at)
+        first = bisect.bisect_left(times, day.previous_open)  # the breaker reads from there
+        k = bisect.bisect_right(resumed, point.at)
+        since = resumed[k - 1] if k else None
+        check = judge_breaker(breaker, points[first : i + 1], point.nav, point.at, since, day)
+        if check.drawdown is None:  # the breaker always reads one; a None is a fault
+            raise WorkbenchError(f"no drawdown for the NAV at {point.at.isoformat()}")
+        out.append(check.drawdown)
     return out

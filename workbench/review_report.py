@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from workbench import fmt, report_style
+from workbench.clock import SystemClock
 from workbench.review import Review
 from workbench.ticket_view import badge
 
@@ -26,7 +27,7 @@ def show(rv: Review, part: str) -> None:
 
 
 def _end(rv: Review) -> datetime:
-    return min(rv.until, datetime.now(fmt.NEW_YORK))
+    return min(rv.until, SystemClock().now())
 
 
 def _time_axis(ax: Any, times: list[datetime]) -> None:
@@ -51,30 +52,34 @@ def _range(rv: Review) -> str:
 def _header(rv: Review) -> list[object]:
     result = rv.chain()
     if result.ok:
-        chain = (
-            f"{badge('verified OK', '#1b7f3b')} {result.checked:,} events, head seq "
-            f"{result.head_seq} <code>{result.head_hash}</code>"
-        )
+        head = f"{result.checked:,} events, head seq {result.head_seq}"
+        chain = f"{badge('verified OK', '#1b7f3b')} {head} <code>{result.head_hash}</code>"
+        chain_text = f"verified OK, {head} {result.head_hash}"
     else:
-        chain = (
-            f"{badge('BROKEN', '#b3261e')} at seq {result.first_bad_seq}: "
-            f"{html.escape(str(result.reason))} ({result.checked:,} events verified before it)"
+        broken = (
+            f"at seq {result.first_bad_seq}: {result.reason} ({result.checked:,} events"
+            " verified before it)"
         )
+        chain = f"{badge('BROKEN', '#b3261e')} {html.escape(broken)}"
+        chain_text = f"BROKEN {broken}"
+    home = str(rv.log.path.parent)
     rows = [
-        ("Range", _range(rv)),
-        ("Home", f"<code>{html.escape(str(rv.log.path.parent))}</code>"),
-        ("Audit chain", chain),
+        ("Range", html.escape(_range(rv)), _range(rv)),
+        ("Home", f"<code>{html.escape(home)}</code>", home),
+        ("Audit chain", chain, chain_text),
     ]
     body = "".join(
         f'<tr style="background:transparent"><th style="text-align:left;padding:2px 14px 2px 0;'
         f'color:#555">{k}</th><td style="text-align:left">{v}</td></tr>'
-        for k, v in rows
+        for k, v, _ in rows
     )
-    return [
+    card = (
         '<div class="wb-review-header" style="border:1px solid #c8c8c8;border-radius:6px;'
         'padding:10px 14px;max-width:980px;font-size:14px"><div style="font-size:18px;'
         f'font-weight:700;margin-bottom:6px">Review</div><table>{body}</table></div>'
-    ]
+    )
+    text = report_style.card_text("Review", ((k, t) for k, _, t in rows))
+    return [report_style.Html(card, text=text)]
 
 
 # -- NAV and drawdown ----------------------------------------------------------------------------
@@ -114,7 +119,8 @@ def _drawdown(rv: Review) -> list[object]:
     times = list(frame["time"])
     with report_style.style():
         fig, ax = report_style.figure(8.5, 3.0)
-        ax.plot(times, dd, label="1-day drawdown (from the trailing 24 h peak)")
+        ax.plot(times, dd, marker="o", markersize=3,  # each NAV the breaker read
+                label="drawdown since the previous session's close (as the breaker)")  # fmt: skip
         ax.axhline(breaker, color=report_style.LIMIT, linestyle="--",
                    label=f"circuit breaker {breaker:.2%}: HALTED")  # fmt: skip
         ax.axhline(warning, color=report_style.WARN, linestyle=":",
@@ -127,8 +133,10 @@ def _drawdown(rv: Review) -> list[object]:
     worst = frame["drawdown_1d"].dropna()
     peak = max(worst, default=Decimal(0))
     summary = (
-        f"Largest 1-day drawdown {fmt.pct(peak)} (circuit breaker at "
-        f"{fmt.pct(limits['breaker'])}, warning at {fmt.pct(limits['warning'])})."
+        f"Largest one-day drawdown {fmt.pct(peak)}, measured as the circuit breaker measures it: "
+        "below the NAV at the previous session's close and the day's peak since, so overnight, "
+        f"weekend and holiday moves count (circuit breaker at {fmt.pct(limits['breaker'])}, "
+        f"warning at {fmt.pct(limits['warning'])})."
     )
     return [summary, report_style.done(fig, "Daily drawdown against the circuit breaker")]
 

@@ -92,6 +92,38 @@ class SessionCalendar:
             raise MarketDataError(self.name, f"no session after {when.isoformat()}")
         return self._sessions[i]
 
+    def latest_opened(self, when: datetime) -> Session:
+        """The newest session whose open is at or before ``when`` (the current trading day's,
+        or, before today's open, the last one's)."""
+        self._check_day(require_aware(when).astimezone(UTC).date())
+        i = bisect.bisect_right(self._opens, when) - 1
+        if i < 0:
+            raise MarketDataError(self.name, f"no session opened before {when.isoformat()}")
+        return self._sessions[i]
+
+    def previous(self, session: Session, n: int = 1) -> Session:
+        """The session ``n`` sessions before ``session``."""
+        i = bisect.bisect_left(self._days, session.day) - n
+        if i < 0:
+            raise MarketDataError(self.name, f"no session {n} before {session.day}")
+        return self._sessions[i]
+
+    def next_after(self, day: date) -> Session:
+        """The first session strictly after ``day``."""
+        self._check_day(day)
+        i = bisect.bisect_right(self._days, day)
+        if i >= len(self._sessions):
+            raise MarketDataError(self.name, f"no session after {day} in the calendar")
+        return self._sessions[i]
+
+    def last_on_or_before(self, day: date) -> Session:
+        """The newest session on or before ``day``."""
+        self._check_day(day)
+        i = bisect.bisect_right(self._days, day) - 1
+        if i < 0:
+            raise MarketDataError(self.name, f"no session on or before {day}")
+        return self._sessions[i]
+
     def between(self, start: datetime, end: datetime) -> tuple[Session, ...]:
         """Sessions overlapping ``[start, end]``: closing after ``start``, opening by ``end``."""
         first = bisect.bisect_right(self._closes, start)

@@ -53,7 +53,7 @@ class TicketInputs:
     intent: OrderIntent
     state: str
     broker: str
-    proposed_at: datetime
+    proposed_at: datetime  # market time it was proposed and judged at (a replay: its day)
     now: datetime
     policy: RiskPolicy
     policy_hash: str  # of ``policy``, the policy in force now

@@ -24,7 +24,7 @@ def inputs_for(wb: Workbench, proposal_id: str) -> TicketInputs:
     """Gather a proposal's ticket inputs from its typed record and the facade (the only function
     here that reads anything)."""
     record = wb.detail(proposal_id)
-    proposed_at = datetime.fromisoformat(record.proposed.ts)
+    proposed_at = record.market_at  # market time: a replay's day, not the wall clock
     intent = record.intent
     judged = None if record.decision is None else record.decision.data
     fault = None if judged is None else judged.fault

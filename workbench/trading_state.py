@@ -5,9 +5,11 @@ survives restarts and cannot drift from the record. Each change goes through the
 table in ``workbench.lifecycle`` (the generic append refuses these events):
 
 - ``KillSwitchActivated`` {state: HALTED|REDUCING, reason, by}: anyone may tighten;
-- ``KillSwitchReleased`` {state: ACTIVE, reason, by, mac}: :func:`resume`, for an approver whose
-  credential the library verified; ``mac`` is the approval key's HMAC over the fields, the
-  event's seq and the previous event's hash (so a release copied elsewhere never verifies);
+- ``KillSwitchReleased`` {state: ACTIVE, reason, by, market_at, mac}: :func:`resume`, for an
+  approver whose credential the library verified; ``mac`` is the approval key's HMAC over the
+  fields, the event's seq and the previous event's hash (so a release copied elsewhere never
+  verifies); the breaker counts NAVs from its ``market_at`` on (a replay's day, not the wall
+  clock that stamped the event);
 - ``CircuitBreakerTripped`` {state: HALTED, …, nav, peak, drawdown, limit}: written with a
   ``KillSwitchActivated`` HALTED in the same transaction as the snapshot that tripped it.
 
@@ -40,13 +42,19 @@ from workbench.errors import (
     TradingHaltedError,
     UnknownProposalError,
 )
-from workbench.events import CircuitBreakerTripped, KillSwitchActivated, KillSwitchReleased
+from workbench.events import (
+    CircuitBreakerTripped,
+    KillSwitchActivated,
+    KillSwitchReleased,
+    OrderSubmitted,
+)
 from workbench.keys import ApprovalKey
 from workbench.lifecycle import TRADING_STATE_EVENTS, WORKING_STATES, change_trading_state
 from workbench.lifecycle import record_snapshot as _record_snapshot
 from workbench.models import OrderIntent, PortfolioSnapshot, TradingState
 from workbench.policy import CircuitBreakerConfig, RiskPolicy
-from workbench.risk.history import ONE_DAY, History, NavPoint, Submission, WorkingOrder
+from workbench.risk.calendar import trading_day
+from workbench.risk.history import History, NavPoint, Submission, WorkingOrder
 from workbench.risk.state import (
     BreakerCheck,
     StateChange,
@@ -108,12 +116,13 @@ def current_state(log: AuditLog, key: ApprovalKey | None) -> TradingState:
 
 
 def _last_release(log: AuditLog, key: ApprovalKey | None) -> datetime | None:
-    """When trading was last released (by a verified release, when ``key`` is given)."""
+    """When, in market time, trading was last released (by a verified release, when ``key``
+    is given): NAV points are market time too, whatever clock stamped the events."""
     secret = None if key is None else key.load_if_present()
     for event in log.events(types=(EventType.KILL_SWITCH_RELEASED,), newest_first=True):
         release = event.data_as(KillSwitchReleased)
         if key is None or release_verifies(secret, event, release):
-            return _parse_time(event.ts)
+            return release.market_at
     return None
 
 
@@ -161,7 +170,13 @@ def resume(authority: Authority, credential: Credential, *, reason: str) -> Stat
     log = authority.log
     with log.transaction() as tx:
         seq, prev_hash = tx.head()
-        draft = KillSwitchReleased(state=TradingState.ACTIVE, reason=text, by=name, mac="0" * 64)
+        draft = KillSwitchReleased(
+            state=TradingState.ACTIVE,
+            reason=text,
+            by=name,
+            market_at=authority.clock.now(),
+            mac="0" * 64,
+        )
         mac = keys.mac(secret, RELEASE_DOMAIN, draft.signed(seq + 1, prev_hash))
         release = draft.model_copy(update={"mac": mac})
         try:
@@ -218,14 +233,17 @@ def record_portfolio_snapshot(
     key: ApprovalKey | None,
     actor: str = "workbench",
 ) -> SnapshotRecord:
-    """Record the snapshot's NAV; at or past the 1-day drawdown limit, trip HALTED, atomically.
+    """Record the snapshot's NAV; at or past the day's drawdown limit, trip HALTED, atomically.
 
-    The breaker looks back to the last release (a verified one, when ``key`` is given)."""
+    The day runs from the previous session's close on the exchange calendar (see
+    ``risk.calendar.trading_day``), so a drop across a night, a weekend or a holiday counts. The
+    breaker looks back to the last release (a verified one, when ``key`` is given)."""
+    now, nav = snapshot.timestamp, snapshot.net_liquidation
+    day = trading_day(now)  # before writing: a time outside the calendar records nothing
     with log.transaction() as tx:
         event = _record_snapshot(tx, snapshot, actor=actor)
-        now, nav = snapshot.timestamp, snapshot.net_liquidation
-        points = nav_points(log, snapshot.account, now - ONE_DAY)
-        check = judge_breaker(breaker, points, nav, now, _last_release(log, key))
+        points = nav_points(log, snapshot.account, day.previous_open)
+        check = judge_breaker(breaker, points, nav, now, _last_release(log, key), day)
         state = read_state(log, key).state
         tripped = check.trips and state is not TradingState.HALTED
         if tripped:
@@ -236,7 +254,8 @@ def record_portfolio_snapshot(
 
 def _trip(log: AuditLog, check: BreakerCheck, account: str) -> None:
     reason = (
-        f"1-day drawdown {check.drawdown:.2%} of {account} reached the limit {check.limit:.2%}"
+        f"drawdown {check.drawdown:.2%} of {account} since the previous session's close reached"
+        f" the limit {check.limit:.2%}"
         f" (NAV {check.nav:f}, peak {check.peak:f})"
     )
     assert check.peak is not None and check.drawdown is not None
@@ -254,10 +273,13 @@ def _trip(log: AuditLog, check: BreakerCheck, account: str) -> None:
 
 
 def build_history(log: AuditLog, *, account: str, now: datetime, policy: RiskPolicy) -> History:
-    """NAV points (two days), the all-time NAV peak, recent submissions and working orders."""
+    """NAV points of the trading day (from the previous session's open), the all-time NAV
+    peak, recent submissions and working orders."""
     window = max(policy.flow.duplicate_window_seconds, 60)
-    points = nav_points(log, account, now - 2 * ONE_DAY)
+    points = nav_points(log, account, trading_day(now).previous_open)
     peak = max((p.nav for p in nav_points(log, account) if p.at <= now), default=None)
+    # Events are stamped on the wall clock, never earlier than the market time they record (a
+    # replay's day is past): reading from there by stamp misses no submission spent since.
     submitted = log.events(
         types=(EventType.ORDER_SUBMITTED,), since=now - timedelta(seconds=window + 60)
     )
@@ -271,8 +293,10 @@ def build_history(log: AuditLog, *, account: str, now: datetime, policy: RiskPol
 
 
 def _submission(log: AuditLog, event: Event) -> tuple[Submission, str]:
+    """A submission at the market time its token was spent (a replay's day; the event itself
+    carries the wall-clock time it was written), for R13 and R14 to compare with the gate's now."""
     intent = _intent_of(log, event.proposal_id)
-    at = _parse_time(event.ts)
+    at = event.data_as(OrderSubmitted).spent_at
     sub = Submission(at, intent.symbol, intent.side, intent.quantity, event.proposal_id)
     return sub, intent.account
 

@@ -24,6 +24,7 @@ from workbench.audit import AuditLog, EventType
 from workbench.authority import Authority, Credential
 from workbench.bridge import AccountMonitor, order_ref
 from workbench.brokers.base import Broker
+from workbench.canonical import utc_iso
 from workbench.clock import Clock, SystemClock
 from workbench.clock import describe as describe_clock
 from workbench.errors import (
@@ -46,7 +47,14 @@ from workbench.events import (
     ReconciliationRun,
     RiskGateEvaluated,
 )
-from workbench.home import db_path, resolve_home, resolve_policy_dir
+from workbench.home import (
+    DB_NAME,
+    create_home,
+    is_replay_home,
+    require_home,
+    require_writable,
+    resolve_policy_dir,
+)
 from workbench.intent_hash import intent_hash
 from workbench.keys import ApprovalKey
 from workbench.lifecycle import OrderState
@@ -65,12 +73,14 @@ from workbench.models import (
 from workbench.policy import (
     RiskPolicy,
     StrategyParams,
+    bars_file,
     load_policy,
     load_strategy_params,
     policy_hash,
 )
 from workbench.proposers import ProposalError
 from workbench.records import ProposalRecord
+from workbench.replay import replay_clock_of
 from workbench.risk import History, StateChange
 from workbench.risk import evaluate as gate_evaluate
 from workbench.sim import simulate as simulate_impact
@@ -161,22 +171,34 @@ class Workbench:
         clock: Clock | None = None,
         ids: Callable[[], str] = new_proposal_id,
         bars_path: str | os.PathLike[str] | None = None,
+        create: bool = False,
+        log_clock: Clock | None = None,
         proposer_only: bool = False,
     ) -> Workbench:
-        """Open (or create) a home; load the policies strictly; connect the named broker.
+        """Open a home (create it only when ``create``: a missing home is a HomeError naming
+        the path); load the policies strictly; connect the named broker.
 
-        ``bars_path`` points the paper broker at the user's own daily bars instead of the
-        seeded synthetic ones. ``proposer_only`` opens a read-and-propose handle (the MCP
-        server's): no approval key, no approvers, a broker that sends nothing."""
-        root = resolve_home(home)
-        clock = clock or SystemClock()
+        ``clock`` is market time: what the gate, the approvals and the paper broker see (a
+        replay's fixed clock). Events are stamped by ``log_clock``, the wall clock unless a
+        test injects one. A replay sandbox home (``…/replay/<day>``) opens on the paper broker
+        only, and on its day's replay clock unless given another. ``bars_path`` (else the
+        policy's ``market_data.bars``) points the paper broker at the user's own daily bars
+        instead of the seeded synthetic ones. ``proposer_only`` opens a read-and-propose handle
+        (the MCP server's): no approval key, no approvers, a broker that sends nothing."""
         folder = resolve_policy_dir(policy_dir)
         policy, params = load_policy(folder), load_strategy_params(folder)
-        log = AuditLog(db_path(root), clock)
+        bars = Path(bars_path) if bars_path else bars_file(params, folder)
+        root = require_writable(create_home(home) if create else require_home(home))
+        if is_replay_home(root) and not _is_paper(broker):
+            raise ConfigError(f"{root} is a replay sandbox: it runs on the paper broker only")
+        clock = clock or (replay_clock_of(root) if is_replay_home(root) else SystemClock())
+        log = AuditLog(root / DB_NAME, log_clock or SystemClock())
         try:
             key = None if proposer_only else ApprovalKey(root)
             chosen = (
-                broker if not isinstance(broker, str) else _make_broker(broker, log, bars_path, key)
+                broker
+                if not isinstance(broker, str)
+                else _make_broker(broker, log, bars, clock, key)
             )
             authority = approvals = None
             if not proposer_only:
@@ -267,10 +289,11 @@ class Workbench:
         results = []
         for intent in intents:
             try:
+                self._check_account(intent)
                 quote = quotes.get(intent.symbol) or self.broker.market_snapshot(intent.instrument)
                 quotes[intent.symbol] = quote
                 sim = simulate_impact(intent, portfolio, quote, self.params.costs)
-            except (SimulationError, MarketDataError) as exc:
+            except (SimulationError, MarketDataError, ProposalError) as exc:
                 results.append(WhatIf(intent, None, None, str(exc)))
                 continue
             decision = gate_evaluate(intent, sim, portfolio, quote, policy, state, history, now)
@@ -567,7 +590,11 @@ class Workbench:
         return lifecycle.current_state(self.log, proposal_id)
 
     def proposals(self, *, states: Iterable[OrderState] | None = None) -> pd.DataFrame:
-        """One row per proposal: what it is, its decision, violations and current state."""
+        """One row per proposal: what it is, its decision, violations and current state.
+
+        ``proposed_at`` is when it was recorded (the log's wall clock); ``market_at`` is the
+        market time it was judged at (its decision's ``evaluated_at``: a replay's day), or the
+        recorded time when it never got a decision. Views show ``market_at``."""
         rows = [_row(r) for r in records.load_all(self.log, _PROPOSAL_VIEW_TYPES)]
         # A proposal whose events do not validate is listed as UNREADABLE, with why: seen, and
         # never offered for approval (its state is no lifecycle state).
@@ -623,8 +650,13 @@ class Workbench:
             lifecycle.advance(tx, proposal_id, EventType.RISK_GATE_EVALUATED, fault, actor=ACTOR)
 
     def _check_account(self, intent: OrderIntent) -> None:
+        """The door: our account, and a size in the instrument's increments (whole units unless
+        the policy allows fractions for it); refused before anything is recorded."""
         if intent.account != self.account:
             raise ProposalError(f"intent is for account {intent.account}, not {self.account}")
+        problem = self.policy.instruments.size_problem(intent.symbol, intent.quantity)
+        if problem is not None:
+            raise ProposalError(problem)
 
     def _refuse_when_halted(self, intent: OrderIntent) -> None:
         change = self.state_change()
@@ -678,15 +710,21 @@ def _proposed(intent: OrderIntent, broker: str, origin: McpOrigin | None = None)
     )
 
 
+def _is_paper(broker: str | Broker) -> bool:
+    from workbench.brokers.paper import PaperBroker
+
+    return broker == "paper" if isinstance(broker, str) else type(broker) is PaperBroker
+
+
 def _make_broker(
-    name: str, log: AuditLog, bars_path: str | os.PathLike[str] | None, key: ApprovalKey | None
+    name: str, log: AuditLog, bars_path: Path | None, clock: Clock, key: ApprovalKey | None
 ) -> Broker:
     if name == "paper":
         from workbench.brokers.paper import PaperBroker
         from workbench.marketdata import CsvBars, MarketData
 
-        market = MarketData(CsvBars(Path(bars_path))) if bars_path else None
-        return PaperBroker(log, market=market, key=key)
+        market = MarketData(CsvBars(bars_path)) if bars_path else None
+        return PaperBroker(log, clock, market=market, key=key)
     raise ConfigError(f"unknown broker {name!r}: choose 'paper' (IBKR comes with its adapter)")
 
 
@@ -699,6 +737,7 @@ _PROPOSAL_VIEW_TYPES = (
 PROPOSAL_COLUMNS = (
     "proposal_id",
     "proposed_at",
+    "market_at",
     "symbol",
     "side",
     "quantity",
@@ -718,12 +757,14 @@ def _row(record: ProposalRecord | records.Unreadable) -> dict[str, Any]:
     if isinstance(record, records.Unreadable):
         empty = dict.fromkeys(PROPOSAL_COLUMNS)
         return {**empty, "proposal_id": record.proposal_id, "state": UNREADABLE,
-                "proposed_at": record.proposed_at, "violations": record.reason}  # fmt: skip
+                "proposed_at": record.proposed_at, "market_at": record.proposed_at,
+                "violations": record.reason}  # fmt: skip
     intent, verdict = record.intent, record.verdict
     stop = intent.protective_stop
     return {
         "proposal_id": record.proposal_id,
         "proposed_at": record.proposed.ts,
+        "market_at": utc_iso(record.market_at),
         "symbol": intent.symbol,
         "side": intent.side.value,
         "quantity": intent.quantity,

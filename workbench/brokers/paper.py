@@ -5,13 +5,14 @@ home's SQLite file and changes only inside an audit transaction together with th
 records it: the parent order's lifecycle events via :func:`workbench.lifecycle.advance`, bracket
 children's as ``BrokerOrderUpdated``. Closing and reopening the home gives the same broker.
 
-Time moves only with the injected clock. ``submit`` matches a new order against the quote at the
-clock's now; :meth:`PaperBroker.process` matches every working order over the time since it was
-last looked at: a whole past session against its bar (open, low, high), the current session along
-the day's open-to-close path. Stops trigger on that range; limits fill when touched; fills are
-capped per order and session at ``max_volume_fraction`` of the day's volume; DAY orders expire at
-the close; a bracket's protective stop starts working when its parent is done, for the quantity
-that filled, and OCA siblings cancel each other.
+Market time moves only with the injected clock (the log stamps events with its own, wall, clock).
+``submit`` matches a new order against the quote at the clock's now; :meth:`PaperBroker.process`
+matches every working order over the time since it was last looked at: a whole past session against
+its bar (open, low, high), the current session along the day's open-to-close path. Stops trigger on
+that range; limits fill when touched; fills are capped per order and session at
+``max_volume_fraction`` of the day's volume; DAY orders expire at the close; a bracket's protective
+stop starts working when its parent is done, for the quantity that filled, and OCA siblings cancel
+each other.
 """
 
 from __future__ import annotations
@@ -84,14 +85,14 @@ class PaperBroker:
         config: PaperConfig | None = None,
         key: ApprovalKey | None,
     ) -> None:
-        """The broker on ``log``'s home. Time is ``log.clock``; a ``clock`` given must be it.
+        """The broker on ``log``'s home. Market time is ``clock`` (a replay's fixed clock),
+        else ``log.clock``; the log stamps its events with its own (wall) clock regardless.
 
         ``key`` is the home's approval key, with which every permit is proven before anything is
         sent (:class:`~workbench.permits.PermitCheck`); a broker opened with ``key=None`` (a
         read-only handle) refuses every submit."""
-        if clock is not None and clock is not log.clock:
-            raise BrokerError("the paper broker must use its audit log's clock")
         self.log = log
+        self.clock: Clock = clock if clock is not None else log.clock
         self.permits = PermitCheck(log, key)
         self.market = market if market is not None else MarketData()
         self.config = config if config is not None else PaperConfig()
@@ -127,7 +128,7 @@ class PaperBroker:
         return PAPER_LABEL
 
     def now(self) -> datetime:
-        return self.log.clock.now()
+        return self.clock.now()
 
     def _open_account(self) -> None:
         cfg = self.config

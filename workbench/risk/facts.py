@@ -15,7 +15,7 @@ from functools import cached_property
 
 from workbench.models import PortfolioSnapshot, Side, TradingState
 from workbench.policy import RiskPolicy, policy_hash
-from workbench.risk.calendar import Bounds, session_at
+from workbench.risk.calendar import Bounds, session_at, trading_day
 from workbench.risk.history import History, Submission, WorkingOrder, drawdown
 
 ONE_MINUTE = timedelta(minutes=1)
@@ -99,8 +99,9 @@ class Facts:
 
     @cached_property
     def daily_loss(self) -> LossFigure | None:
-        """R7: the loss from NAV a day ago; None without NAV history."""
-        baseline = self.history.day_baseline(self.now)
+        """R7: the loss from the NAV at the previous session's close; None without NAV history."""
+        day = trading_day(self.now)
+        baseline = self.history.day_baseline(day.previous_open, day.open, self.now)
         if baseline is None:
             return None
         loss = drawdown(baseline, self.portfolio.net_liquidation)

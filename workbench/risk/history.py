@@ -2,21 +2,21 @@
 
 Pure data, handed to the gate (the gate never reads the audit log; ``workbench.trading_state``
 builds a ``History`` from it). NAV arithmetic shared by the daily-loss rule and the circuit breaker
-lives here too.
+lives here too: both measure the day from the NAV at the previous session's close (the sessions come
+from ``workbench.risk.calendar.trading_day``), never from a fixed 24 hours.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from workbench.clock import require_aware
 from workbench.models import Side
 
-ONE_DAY = timedelta(days=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -76,11 +76,13 @@ class History:
         if self.nav_peak is not None and not self.nav_peak.is_finite():
             raise ValueError("nav_peak must be finite")
 
-    def day_baseline(self, now: datetime) -> Decimal | None:
-        """NAV one day before ``now`` (see :func:`day_baseline`), remembered per ``now``."""
-        key = ("baseline", now, now)
+    def day_baseline(
+        self, previous_open: datetime, open_: datetime, now: datetime
+    ) -> Decimal | None:
+        """NAV at the previous session's close (see :func:`close_baseline`), remembered."""
+        key = ("baseline", open_, now)
         if key not in self._memo:
-            self._memo[key] = day_baseline(self.nav_points, now)
+            self._memo[key] = close_baseline(self.nav_points, previous_open, open_, now)
         result: Decimal | None = self._memo[key]
         return result
 
@@ -119,27 +121,46 @@ def _at(submission: Submission) -> datetime:
     return submission.at
 
 
-def day_baseline(points: Sequence[NavPoint], now: datetime) -> Decimal | None:
-    """The NAV a day ago: the last point at or before now − 1 day, else the first one after it.
+def close_baseline(
+    points: Sequence[NavPoint],
+    previous_open: datetime,
+    open_: datetime,
+    now: datetime,
+    since: datetime | None = None,
+) -> Decimal | None:
+    """The NAV at the previous session's close: the last point from ``previous_open`` on and
+    before ``open_`` (the day's session open), else the day's first NAV (from ``open_`` on).
 
-    Points later than ``now`` are ignored; None when there is no point at or before ``now``.
+    Points later than ``now``, and at or before ``since`` (a person's resume), do not count;
+    None when no point is left. ``points`` are oldest first.
     """
-    start = now - ONE_DAY
-    baseline: Decimal | None = None
+    at_close: Decimal | None = None
+    first_of_day: Decimal | None = None
     for point in points:
         if point.at > now:
             break
-        if point.at <= start or baseline is None:
-            baseline = point.nav
-    return baseline
+        if since is not None and point.at <= since:
+            continue
+        if previous_open <= point.at < open_:
+            at_close = point.nav
+        elif point.at >= open_ and first_of_day is None:
+            first_of_day = point.nav
+    return at_close if at_close is not None else first_of_day
 
 
-def trailing_peak(
-    points: Sequence[NavPoint], now: datetime, since: datetime | None = None
+def day_peak(
+    points: Sequence[NavPoint],
+    previous_open: datetime,
+    open_: datetime,
+    now: datetime,
+    since: datetime | None = None,
 ) -> Decimal | None:
-    """The highest NAV in (now − 1 day, now], counting only points after ``since`` if given."""
-    start = now - ONE_DAY if since is None else max(now - ONE_DAY, since)
-    navs = [p.nav for p in points if start < p.at <= now]
+    """The trading day's highest NAV: the :func:`close_baseline` and every point from ``open_``
+    to ``now`` after ``since``; None when there is none."""
+    navs = [p.nav for p in points if open_ <= p.at <= now and (since is None or p.at > since)]
+    baseline = close_baseline(points, previous_open, open_, now, since)
+    if baseline is not None:
+        navs.append(baseline)
     return max(navs, default=None)
 
 

@@ -13,7 +13,8 @@ from decimal import Decimal
 from workbench.events import CircuitBreakerTripped, KillSwitchActivated, KillSwitchReleased
 from workbench.models import TradingState
 from workbench.policy import CircuitBreakerConfig
-from workbench.risk.history import NavPoint, drawdown, trailing_peak
+from workbench.risk.calendar import TradingDay
+from workbench.risk.history import NavPoint, day_peak, drawdown
 
 # Event types (values of ``events.EventType``) that carry a trading state.
 KILL_SWITCH_ACTIVATED = "KillSwitchActivated"
@@ -100,14 +101,16 @@ def judge_breaker(
     nav: Decimal,
     now: datetime,
     since: datetime | None,
+    day: TradingDay,
 ) -> BreakerCheck:
-    """Trip when NAV is ``max_1d_drawdown_pct`` or more below its peak in the trailing day.
+    """Trip when NAV is ``max_1d_drawdown_pct`` or more below the trading day's peak: the NAV at
+    the previous session's close, and every NAV since (overnight, weekend and holiday gaps count).
 
     Only points after ``since`` (the last release) count, so a person's resume starts afresh.
     A non-positive NAV always trips. A disabled breaker never trips.
     """
     limit = config.max_1d_drawdown_pct
-    peak = trailing_peak(tuple(points), now, since)
+    peak = day_peak(tuple(points), day.previous_open, day.open, now, since)
     peak = nav if peak is None else max(peak, nav)
     dd = drawdown(peak, nav)
     trips = config.enabled and (nav <= 0 or dd >= limit)
