@@ -313,8 +313,9 @@ async def test_hostile_orders_are_refused_clearly_and_leave_no_proposal(
 async def test_sizes_follow_the_policys_increments_the_facades_own_intake(
     home: Path, clock: FixedClock, tmp_path: Path, log: AuditLog
 ) -> None:
-    """With SPY allowed in steps of 0.001: half a share is proposed; a size between steps or
-    with more than 8 decimal places is refused by the same intake every proposer goes through."""
+    """With SPY allowed in steps of 0.001 (and the limits and the prompt say so): half a share
+    is proposed; a size between steps or with more than 8 decimal places is refused by the same
+    intake every proposer goes through."""
     make_home(home, clock)
     policies = copy_policies(tmp_path)
     risk = policies / "risk_policy.yaml"
@@ -326,10 +327,14 @@ async def test_sizes_follow_the_policys_increments_the_facades_own_intake(
             half = await propose(c, quantity="0.5")
             between = await propose(c, quantity="0.0015")
             too_fine = await propose(c, quantity="0.123456789")
+            limits = (await c.call_tool("get_risk_limits", {})).structured_content
+            prompt = (await c.get_prompt("how_to_propose")).messages[0].content
     assert not half.is_error, text(half)
     assert between.is_error and "SPY: quantity 0.0015 is not in steps of 0.001" in text(between)
     assert too_fine.is_error and "more than 8 decimal places" in text(too_fine)
     assert len(proposal_ids(log)) == 1
+    assert limits["size_increments"] == {"SPY": "0.001"}  # the model is told before it tries
+    assert prompt.type == "text" and "in steps of 0.001 for SPY" in prompt.text
 
 
 @pytest.mark.parametrize("forged", ["decision", "price", "token", "approved", "nav"])

@@ -41,6 +41,7 @@ class LimitsView(View):
     allowed_exchanges: list[str]
     allowed_currencies: list[str]
     restricted_symbols: list[str]
+    size_increments: dict[str, Decimal]  # symbols that may trade in fractions; others: whole
     allowed_order_types: list[str]
     require_limit_orders: bool
     price_collar_pct: Decimal
@@ -73,6 +74,7 @@ def limits_view(policy: RiskPolicy, policy_hash: str, mcp: McpPolicy) -> LimitsV
         allowed_exchanges=sorted(inst.allowed_exchanges),
         allowed_currencies=sorted(inst.allowed_currencies),
         restricted_symbols=sorted(inst.restricted_symbols),
+        size_increments=dict(inst.fractional_quantities),
         allowed_order_types=sorted(t.value for t in orders.allowed_order_types),
         require_limit_orders=orders.require_limit_orders,
         price_collar_pct=orders.price_collar_pct,
@@ -107,6 +109,12 @@ def proposal_prompt(policy: RiskPolicy, mcp: McpPolicy) -> str:
     o, lim = policy.orders, policy.limits
     types = " or ".join(sorted(t.value for t in o.allowed_order_types))
     kinds = " or ".join(sorted(t.value for t in policy.instruments.allowed_types))
+    steps = policy.instruments.fractional_quantities
+    fractions = (
+        " (in steps of " + ", ".join(f"{v:f} for {k}" for k, v in sorted(steps.items())) + ")"
+        if steps
+        else ""
+    )
     stop_rule = (
         "Every order that opens or adds to a position needs protective_stop.stop_price (below the"
         " entry for a BUY, above it for a SELL)."
@@ -119,7 +127,7 @@ You are proposing orders to a trading workbench. You advise; a person decides.
 How to propose one order (tool propose_order, argument "order"):
 - instrument: {{"type": {kinds}, "symbol": the upper-case ticker, "exchange", "currency"}}:
   exactly what get_market_snapshot shows for the symbol.
-- side: BUY or SELL; quantity: a positive number of whole shares.
+- side: BUY or SELL; quantity: a positive number of whole shares{fractions}.
 - order_type: {types}{"; every order needs a limit_price" if o.require_limit_orders else ""}.
 - limit_price and stop_price within {_pct(o.price_collar_pct)} of the reference price
   (get_market_snapshot's reference_price).
