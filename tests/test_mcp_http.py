@@ -159,6 +159,8 @@ def test_binding_anything_but_loopback_needs_allow_remote(home: Path, clock: Fix
     check_bind("0.0.0.0", allow_remote=True)  # the flag is the only way past the check
     out = run("mcp", "--bind", "127.0.0.1", "--home", str(home))
     assert out.returncode == 2 and "need --http" in out.stderr
+    out = run("mcp", "--http", "--http-port", "0", "--home", str(home))
+    assert out.returncode == 2 and "0 is not a port (1 to 65535)" in out.stderr
 
 
 def test_the_token_is_printed_once_and_only_its_digest_is_kept(

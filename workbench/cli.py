@@ -142,6 +142,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port argument: a whole number from 1 to 65535 (argparse reports anything else)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
+    return value
+
+
 def _path(text: str | None) -> Path | None:
     """A path argument resolved against the caller's folder (None when not given)."""
     return Path(text).expanduser().resolve() if text else None
@@ -513,7 +524,7 @@ def _add_mcp(
     mcp.add_argument("--bars", default=None, help="your own daily bars (paper broker)")
     mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
     mcp.add_argument("--bind", default=None, metavar="ADDRESS", help="HTTP address (127.0.0.1)")
-    mcp.add_argument("--http-port", type=int, default=None, metavar="N", help="HTTP port (8765)")
+    mcp.add_argument("--http-port", type=_port, default=None, metavar="N", help="HTTP port (8765)")
     mcp.add_argument(
         "--allow-remote", action="store_true",
         help="allow an address other than loopback (the token is then the only guard)",
