@@ -247,6 +247,25 @@ async def test_a_rebalance_proposes_only_the_named_symbols(
     assert len(groups) == 1 and str(groups.pop()).startswith("mcp-rebalance:")
 
 
+async def test_a_rebalance_beyond_the_policy_is_refused_whole(
+    server: WorkbenchMCP, log: AuditLog, clock: FixedClock
+) -> None:
+    """Weights summing above 1, a weight above 1, or more symbols than mcp.yaml allows: refused
+    with the reason, and no proposal at all."""
+    many = {f"S{i}": 0.01 for i in range(21)}
+    cases = [
+        ({"SPY": 0.7, "QQQ": 0.6}, "target weights sum to 1.3, above 1"),
+        ({"SPY": 1.5}, "weights.SPY: Input should be less than or equal to 1"),
+        (many, "at most 20 symbols per rebalance"),
+    ]
+    async with client(server) as c:
+        for weights, expected in cases:
+            clock.advance(timedelta(seconds=61))  # two rebalances a minute at most
+            result = await c.call_tool("propose_rebalance", {"weights": weights})
+            assert result.is_error and expected in text(result), text(result)
+    assert proposal_ids(log) == []
+
+
 async def test_steps_on_someone_elses_proposal_are_refused(
     server: WorkbenchMCP, home: Path, clock: FixedClock
 ) -> None:
