@@ -39,6 +39,7 @@ from workbench.errors import (
 from workbench.events import (
     ApprovalRequested,
     MarketSnapshotTaken,
+    McpOrigin,
     OrderProposed,
     OrderSimulated,
     OrderWithdrawn,
@@ -142,7 +143,8 @@ class Workbench:
     """One home, one broker, one policy: the order path and the views of it.
 
     Opened with ``proposer_only`` it never loads the approval key nor the approvers: it reads and
-    proposes, its ``authority`` and ``approvals`` are None, approve/reject/submit/resume refuse,
+    proposes, its ``authority`` and ``approvals`` are None, approve/reject/submit/resume (and
+    cancel, halt and reduce) refuse,
     its broker refuses every submit and its trading state is read as recorded (unverified).
     """
 
@@ -317,11 +319,19 @@ class Workbench:
 
     # -- the order path ----------------------------------------------------------------------
 
-    def propose(self, intent: OrderIntent, *, actor: str, correlation_id: str | None = None) -> str:
-        """Record a validated intent as a new proposal; returns its id. Nothing is sent."""
+    def propose(
+        self,
+        intent: OrderIntent,
+        *,
+        actor: str,
+        correlation_id: str | None = None,
+        origin: McpOrigin | None = None,
+    ) -> str:
+        """Record a validated intent as a new proposal; returns its id. Nothing is sent.
+        ``origin`` names the MCP client and session of a proposal made through the MCP server."""
         self._check_account(intent)
         proposal_id = self.ids()
-        payload = _proposed(intent, self.label)
+        payload = _proposed(intent, self.label, origin)
         with self.log.transaction() as tx:
             lifecycle.advance(
                 tx,
@@ -536,8 +546,10 @@ class Workbench:
     def cancel(self, proposal_id: str, *, actor: str) -> OrderState:
         """Cancel a working order at the broker, or withdraw a proposal not yet sent.
 
-        Allowed in every trading state, HALTED included.
+        Allowed in every trading state, HALTED included; not on a proposer-only handle (a
+        proposer neither withdraws others' proposals nor cancels working orders).
         """
+        self._refuse_if_proposer_only()
         state = self.state(proposal_id)
         if state in lifecycle.WORKING_STATES:
             self.broker.cancel(proposal_id=proposal_id)
@@ -552,9 +564,11 @@ class Workbench:
     # -- trading state -----------------------------------------------------------------------
 
     def halt(self, reason: str, *, by: str) -> None:
+        self._refuse_if_proposer_only()
         trading_state.set_state(self.log, TradingState.HALTED, reason=reason, by=by)
 
     def reduce(self, reason: str, *, by: str) -> None:
+        self._refuse_if_proposer_only()
         trading_state.set_state(self.log, TradingState.REDUCING, reason=reason, by=by)
 
     def resume(self, reason: str, credential: Credential) -> StateChange:
@@ -568,6 +582,11 @@ class Workbench:
         if self.approvals is None:
             raise ApprovalError(PROPOSER_ONLY)
         return self.approvals
+
+    def _refuse_if_proposer_only(self) -> None:
+        """Trading state and working orders are a person's business, not a proposer's."""
+        if self.authority is None:
+            raise ApprovalError(PROPOSER_ONLY)
 
     # -- views -------------------------------------------------------------------------------
 
@@ -700,10 +719,12 @@ class Workbench:
         return keys
 
 
-def _proposed(intent: OrderIntent, broker: str) -> OrderProposed:
+def _proposed(intent: OrderIntent, broker: str, origin: McpOrigin | None = None) -> OrderProposed:
     """The OrderProposed payload of an already-validated intent (its hash computed here)."""
     digest = intent_hash(intent)
-    return OrderProposed.model_construct(intent=intent, intent_hash=digest, broker=broker)
+    return OrderProposed.model_construct(
+        intent=intent, intent_hash=digest, broker=broker, origin=origin
+    )
 
 
 @dataclass(frozen=True)
