@@ -128,3 +128,28 @@ def test_closing_the_workbench_disconnects(home: Path, clock: FixedClock, gatewa
     assert gateway.connected_clients() == [5]
     wb.close()
     assert gateway.connected_clients() == []
+
+
+def test_the_mcp_proposer_on_ibkr_reads_and_proposes_on_a_read_only_session(
+    home: Path, clock: FixedClock, gateway: Gateway
+) -> None:
+    """The MCP server's proposer on IBKR reads the paper account and IB's quote and takes a
+    proposal to APPROVAL_REQUESTED; its session is read-only and nothing reaches placeOrder."""
+    from workbench.events import McpOrigin
+    from workbench.proposer import Proposer
+
+    origin = McpOrigin(client="test-host", client_version=None, session="s1", transport="stdio")
+    with Proposer.open(home, "ibkr", policy_dir=POLICIES, clock=clock, port=gateway.port,
+                       client_id=6) as proposer:  # fmt: skip
+        assert proposer.label.startswith("IBKR paper account DU1234567")
+        assert proposer.portfolio().broker == proposer.label
+        intent = proposer.intent_from(
+            '{"instrument": {"type": "ETF", "symbol": "SPY"}, "side": "BUY", "quantity": 10,'
+            ' "order_type": "LMT", "limit_price": "590.01",'
+            ' "protective_stop": {"stop_price": "572.00"}}'
+        )
+        pid = proposer.propose(intent, actor="llm", origin=origin)
+        proposer.simulate(pid)
+        proposer.evaluate(pid)
+        assert proposer.request_approval(pid) is OrderState.APPROVAL_REQUESTED
+    assert gateway.received("reqOpenOrders") == [] and gateway.received("placeOrder") == []
