@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from testing.logcheck import ib_log_check, pytest_configure, pytest_runtest_call  # noqa: F401
 
 from workbench.audit import AuditLog
 from workbench.clock import FixedClock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import shutil
 import subprocess
@@ -240,3 +241,23 @@ def test_policy_bars_are_read_relative_to_the_policies_folder(home: Path, tmp_pa
     with _open(args) as wb:
         quote = wb.market_snapshot("SPY", record=False)
     assert quote.source == "file bars.csv" and not quote.synthetic
+
+
+def test_ib_async_lines_are_named_and_what_the_workbench_says_is_not_said_twice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On the terminal an ib_async error is named as ib_async's; IB's order answers that the
+    workbench reports itself (a cancel's 202, a 201 reject) are not printed twice."""
+    parent, wrapper = logging.getLogger("ib_async"), logging.getLogger("ib_async.wrapper")
+    level, propagate = parent.level, parent.propagate
+    handler = cli._library_logs()
+    try:
+        assert cli._library_logs() is handler  # one per process
+        wrapper.error("Error 202, reqId 7: Order Canceled - reason:")
+        wrapper.error("Error 201, reqId 8: Order rejected - reason:no permissions")
+        wrapper.error("Error handling fields: 'x'")
+        assert capsys.readouterr().err == "ib_async.wrapper ERROR: Error handling fields: 'x'\n"
+    finally:
+        parent.removeHandler(handler)
+        parent.setLevel(level)
+        parent.propagate = propagate

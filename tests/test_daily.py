@@ -218,6 +218,8 @@ BAD_ARGUMENTS = {
     "missing-policy-dir": ["--policy-dir", "nope"],
     "corrupt-policy": ["--policy-dir", "broken"],
     "home-is-a-file": ["--home", "afile"],
+    "ibkr-replay": ["--broker", "ibkr"],  # a past day replays, on the paper broker only
+    "paper-with-a-port": ["--port", "4002"],
 }
 
 
@@ -233,6 +235,27 @@ def test_bad_argument_exits_2_before_a_kernel_with_nothing_written(
     assert err.startswith("error: ") and "\n" not in err
     assert tree(scene) == before
     assert not (scene / "KERNEL_RAN").exists()
+
+
+def test_an_ibkr_run_is_live_with_ibs_bars_on_a_paper_port(scene: Path) -> None:
+    """workbench daily --broker ibkr: today only (a replay is paper), IB's own bars, a paper
+    port (a live one refused before anything connects); its connection reaches the notebook."""
+    from workbench.errors import ConfigError, LiveTradingRefusedError
+    from workbench.scheduled import check_arguments, parameters
+
+    today = date.fromisoformat(DAY)
+    with pytest.raises(ConfigError, match="paper broker only"):
+        check_arguments(as_of=DAY, home="home", broker="ibkr", today=date(2026, 11, 19))
+    with pytest.raises(ConfigError, match="bars come from IB"):
+        check_arguments(as_of=DAY, home="home", broker="ibkr", bars="x.csv", today=today)
+    with pytest.raises(LiveTradingRefusedError, match="live gate"):
+        check_arguments(as_of=DAY, home="home", broker="ibkr", port=7496, today=today)
+    with pytest.raises(ConfigError, match="client_id"):
+        check_arguments(as_of=DAY, home="home", broker="ibkr", client_id=-1, today=today)
+    run = check_arguments(as_of=DAY, home="home", broker="ibkr", port=4013, today=today)
+    given = parameters(run)
+    assert (given["broker"], given["host"], given["port"], given["client_id"]) == (
+        "ibkr", None, 4013, None)  # fmt: skip
 
 
 def test_bad_arguments_in_a_real_process_are_one_line_too(scene: Path) -> None:

@@ -15,6 +15,7 @@ from workbench.lifecycle import (
     TRANSITIONS,
     OrderState,
     advance,
+    can_advance,
     current_state,
     state_after,
 )
@@ -54,6 +55,23 @@ def test_illegal_transition_raises_and_writes_nothing(log: AuditLog) -> None:
     assert info.value.current == "PROPOSED" and info.value.target == "SUBMITTED"
     assert log.head() == head
     assert current_state(log, "p1") is OrderState.PROPOSED
+
+
+def test_can_advance_follows_the_table_without_writing(log: AuditLog) -> None:
+    """can_advance says whether a broker's event may move the state now (a second confirmation,
+    or a reject after a partial fill, may not), and writes nothing."""
+    for type_, _ in HAPPY_PATH[:7]:
+        step(log, "p1", type_)
+    with log.transaction() as tx:
+        assert can_advance(tx, "p1", EventType.ORDER_FILLED)
+        assert not can_advance(tx, "p1", EventType.ORDER_CONFIRMED)
+    step(log, "p1", EventType.ORDER_PARTIALLY_FILLED)
+    head = log.head()
+    with log.transaction() as tx:
+        assert can_advance(tx, "p1", EventType.ORDER_CANCELLED)
+        assert not can_advance(tx, "p1", EventType.ORDER_REJECTED)
+        assert not can_advance(tx, "p1", EventType.ORDER_PROPOSED)
+    assert log.head() == head
 
 
 def test_rejected_by_risk_is_terminal(log: AuditLog) -> None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
+import logging
+import re
 import shutil
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench import __version__, cli_format, fmt, privacy, trading_state
 from workbench.audit import AuditLog
@@ -60,6 +62,11 @@ def _can_ask_secret(from_stdin: bool) -> None:
         raise ConfigError(
             "no terminal to ask for a passphrase: pass --passphrase-stdin and pipe it in"
         )
+
+
+def _connection(args: argparse.Namespace) -> dict[str, Any]:
+    """The IBKR connection the command line gives (None: as policies/broker.yaml says)."""
+    return {"host": args.host, "port": args.port, "client_id": args.client_id}
 
 
 def _secret(prompt: str, from_stdin: bool) -> str:
@@ -159,11 +166,16 @@ def _path(text: str | None) -> Path | None:
 
 
 def _open(args: argparse.Namespace) -> Workbench:
-    """The facade on the command's home, broker, policies and bars (``--bars`` or the policy's)."""
+    """The facade on the command's home, broker, policies and bars (``--bars`` or the policy's);
+    for IBKR, the connection in policies/broker.yaml with --host, --port and --client-id over it."""
     from workbench.workbench import Workbench
 
     return Workbench.open(
-        args.home, args.broker, policy_dir=args.policy_dir, bars_path=_path(args.bars)
+        args.home,
+        args.broker,
+        policy_dir=args.policy_dir,
+        bars_path=_path(args.bars),
+        **_connection(args),
     )
 
 
@@ -416,6 +428,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
         signals=args.signals,
         universe_text=args.universe,
         bars=args.bars,
+        **_connection(args),
     )
     if run.plan.replay:
         print(f"replay home: {run.plan.run_home} (paper broker, market time {run.plan.day} 10:30)")
@@ -473,7 +486,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     home = resolve_home(args.home)
     verifier = mcp_http.HomeTokenVerifier(home) if args.http else None
     with Proposer.open(
-        home, args.broker, policy_dir=folder, bars_path=_path(args.bars)
+        home, args.broker, policy_dir=folder, bars_path=_path(args.bars), **_connection(args)
     ) as proposer:
         server = build_server(
             proposer, limits, transport="http" if args.http else "stdio",
@@ -522,6 +535,7 @@ def _add_mcp(
         help="paper (default) or ibkr, opened read-and-propose only",
     )  # fmt: skip
     mcp.add_argument("--bars", default=None, help="your own daily bars (paper broker)")
+    _add_ibkr_connection(mcp)
     mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
     mcp.add_argument("--bind", default=None, metavar="ADDRESS", help="HTTP address (127.0.0.1)")
     mcp.add_argument("--http-port", type=_port, default=None, metavar="N", help="HTTP port (8765)")
@@ -554,14 +568,33 @@ def _common() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=None,
         help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
     )
-    full.add_argument("--broker", default="paper", choices=["paper"], help="broker (paper)")
+    full.add_argument(
+        "--broker",
+        default="paper",
+        choices=["paper", "ibkr"],
+        help="paper (simulated, the default) or ibkr (an IBKR paper account via IB Gateway/TWS)",
+    )
     full.add_argument(
         "--bars",
         default=None,
         help="your own daily bars CSV/Parquet for the paper broker"
         " (default: the policy's market_data.bars, else seeded synthetic bars)",
     )
+    _add_ibkr_connection(full)
     return home, full
+
+
+def _add_ibkr_connection(parser: argparse.ArgumentParser) -> None:
+    ibkr = parser.add_argument_group(
+        "IBKR connection (--broker ibkr; default: policies/broker.yaml)"
+    )
+    ibkr.add_argument("--host", default=None, help="IB Gateway/TWS host (127.0.0.1)")
+    ibkr.add_argument(
+        "--port", type=int, default=None, help="API port: 4002 IB Gateway paper, 7497 TWS paper"
+    )
+    ibkr.add_argument(
+        "--client-id", type=int, default=None, help="API client id, unique per connection"
+    )
 
 
 def _add(
@@ -711,6 +744,46 @@ def _warn_if_readable(args: argparse.Namespace, home: Path) -> None:
               f" refused until `workbench doctor --fix-permissions`)", file=sys.stderr)  # fmt: skip
 
 
+# IB's answers about an order that ib_async logs as errors while the workbench reports them itself,
+# in its words (a cancel confirmed, IB's reject, a TIF preset note).
+_SAID_BY_THE_WORKBENCH = re.compile(
+    r"^(?:(?:Error|Warning) (?:201|202|10349), |Canceled order: |IBKR API validation warning: )"
+)
+
+
+def _not_said_twice(record: logging.LogRecord) -> bool:
+    return _SAID_BY_THE_WORKBENCH.match(record.getMessage()) is None
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line comes (as logging's last resort does)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def _library_logs() -> logging.Handler:
+    """ib_async's own warnings reach the terminal named as its, not as bare lines, except what
+    the workbench says itself; returns the handler (one per process)."""
+    logger = logging.getLogger("ib_async")
+    for existing in logger.handlers:
+        if getattr(existing, "workbench_cli", False):
+            return existing
+    handler = _Stderr()
+    handler.workbench_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+    handler.addFilter(_not_said_twice)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    return handler
+
+
 def _os_problem(exc: OSError) -> tuple[str, int]:
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in _DISK_FULL:
@@ -763,6 +836,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _library_logs()
     return run_command(build_parser().parse_args(argv))
 
 

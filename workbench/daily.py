@@ -243,12 +243,17 @@ def open_for_day(
     home: str = "",
     policy_dir: str = "",
     bars_path: str = "",
+    host: str | None = None,
+    port: int | None = None,
+    client_id: int | None = None,
 ) -> tuple[Workbench, date, Path]:
     """The notebook's parameters turned into an open workbench, the day and the policies folder.
 
     Today runs live in the home (created if missing: the daily run may create it); a past
     session is replayed in its own sandbox (``<home>/replay/<day>/``) on a clock fixed at 10:30
-    New York; a future day or a day without a session is refused."""
+    New York; a future day or a day without a session is refused. ``host``/``port``/
+    ``client_id`` name the IBKR connection over policies/broker.yaml (a replay runs on the
+    paper broker only)."""
     plan = plan_day(parse_as_of(as_of), home or None)
     policies = resolve_policy_dir(policy_dir or None)
     wb = Workbench.open(
@@ -258,6 +263,9 @@ def open_for_day(
         clock=plan.clock(),
         bars_path=bars_path or None,
         create=True,
+        host=host,
+        port=port,
+        client_id=client_id,
     )
     return wb, plan.day, policies
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from workbench import fmt, report_style
+from workbench.brokers.base import PAPER_LABEL
 from workbench.daily import TITLE_KEY, CycleReport
 from workbench.home import is_replay_home
 from workbench.ticket_view import badge
@@ -63,7 +64,9 @@ def _header(r: CycleReport) -> list[object]:
         chain = f"{badge('BROKEN', '#b3261e')} at {html.escape(r.chain_problem)}"
         chain_text = f"BROKEN at {r.chain_problem}"
     state_colour = STATE_COLOURS.get(r.trading_state, "#555")
-    synthetic = "paper" in r.broker
+    # The paper broker's quotes are seeded synthetic data; an IBKR label says for itself when its
+    # prices are synthetic (the loopback test gateway), and "IBKR paper account" is not that.
+    synthetic = r.broker == PAPER_LABEL
     account = f"{r.broker}, account {r.portfolio.account}"
     when = f"{fmt.ny_day(r.market.now)} · run at {fmt.ny(r.market.now)} ({r.clock})"
     rows = [

@@ -195,3 +195,18 @@ class BarsFormatError(WorkbenchError, ValueError):
 class RiskInputError(WorkbenchError, ValueError):
     """The risk gate was handed inputs that do not belong together (another intent's simulation,
     another account's portfolio, another symbol's quote); no decision was made."""
+
+
+class LiveTradingRefusedError(BrokerError, PermissionError):
+    """A live IBKR port or a non-paper account was asked for: refused before anything connects
+    (live trading waits for the live gate)."""
+
+
+class OrderOutcomeUnknownError(BrokerError):
+    """An order was sent but the broker's answer did not come (the connection dropped, or no
+    acknowledgement in time): it may be working. Nothing is re-sent; reconcile it."""
+
+    def __init__(self, reason: str, *, proposal_id: str) -> None:
+        super().__init__(f"{proposal_id}: {reason}")
+        self.reason = reason
+        self.proposal_id = proposal_id

@@ -84,6 +84,7 @@ class EventType(StrEnum):
     DAILY_RUN_STARTED = "DailyRunStarted"
     DAILY_RUN_FINISHED = "DailyRunFinished"
     APPROVAL_CREDENTIAL_REFUSED = "ApprovalCredentialRefused"
+    BROKER_CONNECTED = "BrokerConnected"
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -418,6 +419,19 @@ class PaperAccountOpened(Payload):
     config: PaperConfig
 
 
+class BrokerConnected(Payload):
+    """The workbench connected to a broker session: who trades, where, and under which config."""
+
+    broker: Name
+    account: AccountId
+    endpoint: Name
+    client_id: Annotated[int, Field(ge=0)]
+    server_version: Annotated[int, Field(gt=0)]
+    test_gateway: bool
+    read_only: bool
+    config_hash: Sha256Hex
+
+
 class DailyRun(Payload):
     as_of: date
     detail: ShortText
@@ -454,6 +468,7 @@ PAYLOADS: Mapping[EventType, type[Frozen]] = {
     EventType.DAILY_RUN_STARTED: DailyRun,
     EventType.DAILY_RUN_FINISHED: DailyRun,
     EventType.APPROVAL_CREDENTIAL_REFUSED: ApprovalCredentialRefused,
+    EventType.BROKER_CONNECTED: BrokerConnected,
 }
 
 

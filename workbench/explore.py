@@ -60,6 +60,9 @@ class Lab:
         policy_dir: str = "",
         signals_path: str | None = None,
         clock_at: str = "",
+        host: str | None = None,
+        port: int | None = None,
+        client_id: int | None = None,
     ) -> Lab:
         """Open the home read-mostly and build today's intents from targets or signals (a
         replay time ``clock_at`` opens that day's replay sandbox, never the live home)."""
@@ -68,7 +71,8 @@ class Lab:
         where: str | Path | None = home or None
         if clock_at:
             where, clock = replay_at(clock_at, home or None)
-        wb = Workbench.open(where, broker, policy_dir=policies, clock=clock)
+        wb = Workbench.open(where, broker, policy_dir=policies, clock=clock,
+                            host=host, port=port, client_id=client_id)  # fmt: skip
         day = clock.now().astimezone(NEW_YORK).date()
         portfolio = wb.portfolio(record=False)
         intents = propose_intents(

@@ -238,6 +238,13 @@ def advance(
     return event
 
 
+def can_advance(tx: Transaction, proposal_id: str, type_: EventType) -> bool:
+    """Whether the order table lets ``type_`` (an event type that moves the state by its type
+    alone, e.g. a broker's OrderFilled) follow the proposal's state as of ``tx``."""
+    target = _EVENT_STATE.get(type_)
+    return target is not None and target in TRANSITIONS[_order_state(tx, proposal_id)]
+
+
 def record_broker_update(
     tx: Transaction, proposal_id: str, update: BrokerUpdate, *, actor: str
 ) -> Event:

@@ -51,7 +51,7 @@ class Bar(Frozen):
     close: Price
     volume: Annotated[int, Field(ge=0)]
     synthetic: bool
-    source: Annotated[str, StringConstraints(min_length=1, max_length=120)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
     @model_validator(mode="after")
     def _range_holds(self) -> Self:

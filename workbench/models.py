@@ -21,6 +21,7 @@ from pydantic import (
     StringConstraints,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -253,7 +254,7 @@ class PortfolioSnapshot(Frozen):
     maint_margin: NonNegativeAmount = Decimal(0)
     init_margin: NonNegativeAmount = Decimal(0)
     timestamp: AwareDatetime
-    broker: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    broker: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
     @model_validator(mode="after")
     def _positions_unique(self) -> Self:
@@ -270,8 +271,18 @@ class PortfolioSnapshot(Frozen):
         return sum((abs(p.market_value) for p in self.positions), Decimal(0))
 
 
+class QuoteFeed(StrEnum):
+    """Which market-data feed a broker quote came from (IB's market data types 1-4)."""
+
+    LIVE = "live"
+    FROZEN = "frozen"  # the last live quote while the market is closed
+    DELAYED = "delayed"  # no live subscription: IB's delayed data (usually 15 minutes)
+    DELAYED_FROZEN = "delayed-frozen"
+
+
 class MarketSnapshot(Frozen):
-    """A quote for one instrument at one moment. ``synthetic`` marks generated data."""
+    """A quote for one instrument at one moment. ``synthetic`` marks generated data; ``feed``
+    says which broker feed it came from (None: not a broker feed, e.g. the paper broker's)."""
 
     instrument: Instrument
     bid: Price | None = None
@@ -281,13 +292,23 @@ class MarketSnapshot(Frozen):
     avg_daily_volume: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
     timestamp: AwareDatetime
     synthetic: bool = False
-    source: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    feed: QuoteFeed | None = None
 
     @model_validator(mode="after")
     def _bid_not_above_ask(self) -> Self:
         if self.bid is not None and self.ask is not None and self.bid > self.ask:
             raise ValueError(f"bid: bid {self.bid} is above ask {self.ask}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _feed_only_when_known(self, handler: SerializerFunctionWrapHandler) -> object:
+        """A quote that is not from a broker feed serialises as it did before ``feed`` existed
+        (the canonical bytes of the paper broker's quotes do not change)."""
+        data = handler(self)
+        if self.feed is None and isinstance(data, dict):
+            data.pop("feed", None)
+        return data
 
     @property
     def mid(self) -> Decimal | None:

@@ -127,7 +127,7 @@ class OrderUpdate(Frozen):
 class SubmitAck(Frozen):
     """What ``submit`` returns: the parent order and its bracket children, as accepted."""
 
-    broker: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    broker: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     parent: BrokerOrder
     children: tuple[BrokerOrder, ...] = ()
 

@@ -343,14 +343,23 @@ class ApprovalPanel:
 
 
 def open_panel(
-    *, home: str = "", broker: str = "paper", policy_dir: str = "", clock_at: str = ""
+    *,
+    home: str = "",
+    broker: str = "paper",
+    policy_dir: str = "",
+    clock_at: str = "",
+    host: str | None = None,
+    port: int | None = None,
+    client_id: int | None = None,
 ) -> ApprovalPanel:
     """The panel over the home the approver names (the notebook's parameters). A replay time
     ``clock_at`` opens that day's replay sandbox (``workbench daily --as-of`` made it), never
-    the live home: replayed time is never written there."""
+    the live home: replayed time is never written there. ``host``, ``port`` and ``client_id``
+    name the IBKR connection over policies/broker.yaml (live only: a replay is paper)."""
     clock: Clock = SystemClock()
     where: str | Path | None = home or None
     if clock_at:
         where, clock = replay_at(clock_at, home or None)
-    wb = Workbench.open(where, broker, policy_dir=policy_dir or None, clock=clock)
+    wb = Workbench.open(where, broker, policy_dir=policy_dir or None, clock=clock,
+                        host=host, port=port, client_id=client_id)  # fmt: skip
     return ApprovalPanel(wb)

@@ -110,15 +110,19 @@ class Proposer:
         ids: Callable[[], str] = new_proposal_id,
         bars_path: str | os.PathLike[str] | None = None,
         log_clock: Clock | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        client_id: int | None = None,
     ) -> Proposer:
         """Open an existing ``home`` read-and-propose only (the approval key is never read) on
-        ``broker``; ``clock`` is market time, ``log_clock`` stamps events (the wall clock
-        unless a test injects one), as for :meth:`Workbench.open`."""
+        ``broker`` (IBKR: a read-only connection, ``host``/``port``/``client_id`` over
+        policies/broker.yaml); ``clock`` is market time, ``log_clock`` stamps events (the wall
+        clock unless a test injects one), as for :meth:`Workbench.open`."""
         folder = resolve_policy_dir(policy_dir)
         targets = load_targets(Path(folder))
         wb = Workbench.open(
             home, broker, policy_dir=folder, clock=clock, ids=ids, bars_path=bars_path,
-            log_clock=log_clock, proposer_only=True,
+            log_clock=log_clock, proposer_only=True, host=host, port=port, client_id=client_id,
         )  # fmt: skip
         return cls(wb, targets)
 

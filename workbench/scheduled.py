@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 from workbench import privacy
+from workbench.broker_policy import connection_settings
 from workbench.daily import NOTEBOOK_NAME, TITLE_KEY, Proposer, parse_as_of, parse_universe
 from workbench.errors import ConfigError, MarketDataError, WorkbenchError
 from workbench.home import check_creatable, resolve_policy_dir
@@ -43,6 +44,9 @@ class DailyRun:
     signals_path: Path | None
     universe: tuple[str, ...]
     bars_path: Path | None  # --bars as given; None: the policy's market_data.bars (or synthetic)
+    host: str | None = None  # the IBKR connection over policies/broker.yaml (None: the file's)
+    port: int | None = None
+    client_id: int | None = None
 
 
 def _resolve(text: str | None, cwd: Path) -> Path | None:
@@ -64,20 +68,33 @@ def check_arguments(
     bars: str | None = None,
     cwd: Path | None = None,
     today: date | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    client_id: int | None = None,
 ) -> DailyRun:
-    """Every argument of a daily run, resolved and checked; nothing is written."""
+    """Every argument of a daily run, resolved and checked; nothing is written (and, for IBKR,
+    nothing connects: a live port or account is refused here)."""
     cwd = cwd or Path.cwd()
     plan = plan_day(parse_as_of(as_of), _resolve(home, cwd), today=today)
     for folder in {plan.home, plan.run_home}:
         check_creatable(folder)
-    if broker != "paper":
-        raise ConfigError(f"unknown broker {broker!r}: choose 'paper'")
     policies = _resolve(policy_dir, cwd) or resolve_policy_dir(None)
     if not policies.is_dir():
         raise ConfigError(f"no policies folder at {policies}")
     load_policy(policies)
     params = load_strategy_params(policies)
     symbols = parse_universe(universe_text)
+    connection = (host, port, client_id)
+    if broker == "ibkr":
+        _check_ibkr(plan, policies, bars, connection)
+        chosen = _proposer(proposer)
+        _traded(chosen, _resolve(signals, cwd), policies, symbols)  # IB knows which symbols
+        return DailyRun(plan, policies, broker, chosen, _resolve(signals, cwd), symbols, None,
+                        host, port, client_id)  # fmt: skip
+    if broker != "paper":
+        raise ConfigError(f"unknown broker {broker!r}: choose 'paper' or 'ibkr'")
+    if any(v is not None for v in connection):
+        raise ConfigError("--host, --port and --client-id are for --broker ibkr")
     bars_path = _resolve(bars, cwd)
     known = _bar_symbols(bars_path or bars_file(params, policies))
     chosen = _proposer(proposer)
@@ -88,6 +105,21 @@ def check_arguments(
         raise ConfigError(f"unknown symbols (no bars for them): {listed}")
     _check_bars_cover(bars_path or bars_file(params, policies), plan, traded)
     return DailyRun(plan, policies, broker, chosen, _resolve(signals, cwd), symbols, bars_path)
+
+
+def _check_ibkr(
+    plan: DayPlan, policies: Path, bars: str | None, connection: tuple[str | None, int | None,
+                                                                         int | None]
+) -> None:  # fmt: skip
+    """An IBKR run is today's, live, with IB's own bars, on a paper port and account."""
+    if plan.replay:
+        raise ConfigError(
+            f"--as-of {plan.day}: a replay runs in a sandbox on the paper broker only"
+        )
+    if bars:
+        raise ConfigError("--bars is for the paper broker: IBKR's daily bars come from IB")
+    host, port, client_id = connection
+    connection_settings(policies, host=host, port=port, client_id=client_id)
 
 
 def _proposer(name: str) -> Proposer:
@@ -157,10 +189,13 @@ class NotebookRun:
     error: str | None = None
 
 
-def parameters(run: DailyRun) -> dict[str, str]:
+def parameters(run: DailyRun) -> dict[str, str | int | None]:
     """The notebook's papermill parameters: absolute paths, the main home (the notebook finds
-    a replay's sandbox from the day)."""
+    a replay's sandbox from the day), the IBKR connection (None: policies/broker.yaml)."""
     return {
+        "host": run.host,
+        "port": run.port,
+        "client_id": run.client_id,
         "as_of": run.plan.day.isoformat(),
         "broker": run.broker,
         "home": str(run.plan.home),

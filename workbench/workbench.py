@@ -158,6 +158,7 @@ class Workbench:
     approvals: Approvals | None
     ids: Callable[[], str] = new_proposal_id
     _contexts: dict[str, _Context] = field(default_factory=dict, repr=False)
+    _owns_broker: bool = field(default=False, repr=False)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -174,43 +175,58 @@ class Workbench:
         create: bool = False,
         log_clock: Clock | None = None,
         proposer_only: bool = False,
+        host: str | None = None,
+        port: int | None = None,
+        client_id: int | None = None,
     ) -> Workbench:
         """Open a home (create it only when ``create``: a missing home is a HomeError naming
         the path); load the policies strictly; connect the named broker.
 
-        ``clock`` is market time: what the gate, the approvals and the paper broker see (a
+        ``clock`` is market time: what the gate, the approvals and the brokers see (a
         replay's fixed clock). Events are stamped by ``log_clock``, the wall clock unless a
         test injects one. A replay sandbox home (``…/replay/<day>``) opens on the paper broker
         only, and on its day's replay clock unless given another. ``bars_path`` (else the
         policy's ``market_data.bars``) points the paper broker at the user's own daily bars
         instead of the seeded synthetic ones. ``proposer_only`` opens a read-and-propose handle
-        (the MCP server's): no approval key, no approvers, a broker that sends nothing."""
+        (the MCP server's): no approval key, no approvers, a broker that sends nothing (IBKR: a
+        read-only connection). ``broker="ibkr"`` connects to IB Gateway/TWS as
+        ``policies/broker.yaml`` says, ``host``/``port``/``client_id`` over it; a live port or
+        account is refused before anything connects."""
         folder = resolve_policy_dir(policy_dir)
         policy, params = load_policy(folder), load_strategy_params(folder)
-        bars = Path(bars_path) if bars_path else bars_file(params, folder)
+        connection = Connection(host, port, client_id)
         root = require_writable(create_home(home) if create else require_home(home))
         if is_replay_home(root) and not _is_paper(broker):
             raise ConfigError(f"{root} is a replay sandbox: it runs on the paper broker only")
         clock = clock or (replay_clock_of(root) if is_replay_home(root) else SystemClock())
         log = AuditLog(root / DB_NAME, log_clock or SystemClock())
+        made: Broker | None = None
         try:
             key = None if proposer_only else ApprovalKey(root)
-            chosen = (
-                broker
-                if not isinstance(broker, str)
-                else _make_broker(broker, log, bars, clock, key)
-            )
+            if isinstance(broker, str):
+                made = _make_broker(broker, log, clock, key, folder, params, bars_path, connection)
             authority = approvals = None
             if not proposer_only:
                 authority = Authority(log, root, clock)
                 approvals = Approvals(log, authority, clock, policy_dir=folder)
         except BaseException:
+            if made is not None:
+                made.close()
             log.close()
             raise
-        return cls(root, log, chosen, policy, params, clock, authority, approvals, ids)
+        chosen = made if made is not None else broker
+        assert not isinstance(chosen, str)
+        bench = cls(root, log, chosen, policy, params, clock, authority, approvals, ids)
+        bench._owns_broker = isinstance(broker, str)
+        return bench
 
     def close(self) -> None:
-        self.log.close()
+        """Close the broker the workbench opened (an IBKR session disconnects), then the log."""
+        try:
+            if self._owns_broker:
+                self.broker.close()
+        finally:
+            self.log.close()
 
     def __enter__(self) -> Workbench:
         return self
@@ -220,7 +236,8 @@ class Workbench:
 
     @property
     def label(self) -> str:
-        """Which broker trades: "paper broker (simulated)" or "IBKR paper DU…"."""
+        """Which broker trades: "paper broker (simulated)" or "IBKR paper account DU… via
+        host:port"."""
         return self.broker.label
 
     @property
@@ -710,6 +727,19 @@ def _proposed(intent: OrderIntent, broker: str, origin: McpOrigin | None = None)
     )
 
 
+@dataclass(frozen=True)
+class Connection:
+    """Where to reach IB Gateway/TWS, over ``policies/broker.yaml`` (None: as the file says)."""
+
+    host: str | None = None
+    port: int | None = None
+    client_id: int | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.host, self.port, self.client_id))
+
+
 def _is_paper(broker: str | Broker) -> bool:
     from workbench.brokers.paper import PaperBroker
 
@@ -717,15 +747,50 @@ def _is_paper(broker: str | Broker) -> bool:
 
 
 def _make_broker(
-    name: str, log: AuditLog, bars_path: Path | None, clock: Clock, key: ApprovalKey | None
+    name: str,
+    log: AuditLog,
+    clock: Clock,
+    key: ApprovalKey | None,
+    policy_dir: Path,
+    params: StrategyParams,
+    bars_path: str | os.PathLike[str] | None,
+    connection: Connection,
 ) -> Broker:
     if name == "paper":
         from workbench.brokers.paper import PaperBroker
         from workbench.marketdata import CsvBars, MarketData
 
-        market = MarketData(CsvBars(bars_path)) if bars_path else None
+        if connection.given:
+            raise ConfigError("host, port and client id are for the IBKR broker (--broker ibkr)")
+        bars = Path(bars_path) if bars_path else bars_file(params, policy_dir)
+        market = MarketData(CsvBars(bars)) if bars else None
         return PaperBroker(log, clock, market=market, key=key)
-    raise ConfigError(f"unknown broker {name!r}: choose 'paper' (IBKR comes with its adapter)")
+    if name == "ibkr":
+        if bars_path:
+            raise ConfigError("a bars file is for the paper broker: IBKR's daily bars come from IB")
+        return _connect_ibkr(log, clock, key, policy_dir, connection)
+    raise ConfigError(f"unknown broker {name!r}: choose 'paper' or 'ibkr'")
+
+
+def _connect_ibkr(
+    log: AuditLog,
+    clock: Clock,
+    key: ApprovalKey | None,
+    policy_dir: Path,
+    connection: Connection,
+) -> Broker:
+    from workbench.broker_policy import connection_settings
+
+    settings, config_hash = connection_settings(
+        policy_dir, host=connection.host, port=connection.port, client_id=connection.client_id
+    )  # a live port or account is refused here, before ib_async is even imported
+    try:
+        from workbench.brokers.ibkr import IbkrBroker
+    except ImportError as exc:
+        raise ConfigError(
+            f"the IBKR broker needs ib_async ({exc.name} is missing): pip install 'workbench[ibkr]'"
+        ) from None
+    return IbkrBroker.connect(log, settings, key=key, clock=clock, config_hash=config_hash)
 
 
 _PROPOSAL_VIEW_TYPES = (

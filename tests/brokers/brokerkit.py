@@ -45,6 +45,12 @@ class Harness:
     move_to: Callable[[datetime], None]  # move the clock and let the broker catch up
     restart: Callable[[], None]  # close and reopen the home: broker and log are replaced
 
+    def intent(
+        self, symbol: str = "SPY", quantity: int | str = 10, **overrides: Any
+    ) -> OrderIntent:
+        """:func:`intent` on this broker's account."""
+        return intent(symbol, quantity, **{"account": self.account, **overrides})
+
 
 def intent(symbol: str = "SPY", quantity: int | str = 10, **overrides: Any) -> OrderIntent:
     """A DAY market order to buy ``quantity`` of ``symbol`` on the paper account."""
@@ -107,5 +113,25 @@ def paper_harness(home: Path, clock: FixedClock) -> Iterator[Harness]:
     harness.log.close()
 
 
-# Every broker the contract runs against; the IBKR adapter (loopback gateway) joins here.
-BROKERS: dict[str, Callable[[Path, FixedClock], Iterator[Harness]]] = {"paper": paper_harness}
+def ibkr_harness(home: Path, clock: FixedClock) -> Iterator[Harness]:
+    """The IBKR adapter talking over a real socket to the loopback gateway, whose clock (and
+    synthetic market) moves with the test's."""
+    from ibkrkit import IbkrWorld
+
+    with IbkrWorld(home, clock) as world:
+        harness = Harness(world.broker, world.log, clock, world.broker.account,
+                          world.move_to, lambda: None)  # fmt: skip
+
+        def restart() -> None:
+            world.restart()
+            harness.broker, harness.log = world.broker, world.log
+
+        harness.restart = restart
+        yield harness
+
+
+# Every broker the contract runs against: the embedded paper broker and the IBKR adapter.
+BROKERS: dict[str, Callable[[Path, FixedClock], Iterator[Harness]]] = {
+    "paper": paper_harness,
+    "ibkr": ibkr_harness,
+}

@@ -41,7 +41,7 @@ class LogCatcher(logging.Handler):
 
 def log_problems(records: list[logging.LogRecord], allowed: tuple[str, ...] = ()) -> list[str]:
     """The log lines that must fail a test: decoder errors, unknown messages, parse failures,
-    time-outs (from ib_async), and any error of the gateway or of asyncio."""
+    time-outs (from ib_async), and any error of the gateway, the IBKR adapter or asyncio."""
     problems = []
     for record in records:
         text = record.getMessage()
@@ -50,7 +50,7 @@ def log_problems(records: list[logging.LogRecord], allowed: tuple[str, ...] = ()
         lowered = text.lower()
         decoder = record.name == "ib_async.Decoder" and record.levelno >= logging.ERROR
         protocol = record.name.startswith("ib_async") and any(p in lowered for p in PROTOCOL_TEXTS)
-        ours = record.name.startswith(("workbench.testing", "asyncio"))
+        ours = record.name.startswith(("workbench.testing", "workbench.brokers", "asyncio"))
         if decoder or protocol or (ours and record.levelno >= logging.ERROR):
             problems.append(f"{record.name} {record.levelname}: {text}")
     return problems

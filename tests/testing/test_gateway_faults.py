@@ -187,8 +187,8 @@ def test_partial_fills_spaced_on_the_gateway_clock(gateway: Gateway, ib: IB, spy
     """partial_fills(4, interval=10): the next piece only when the clock has moved 10 s."""
     gateway.faults.partial_fills(4, interval=10)
     trade = ib.placeOrder(spy, MarketOrder("BUY", 10))
-    wait_until(ib, lambda: len(trade.fills) == 1)
-    assert trade.orderStatus.status == "Submitted" and trade.orderStatus.filled == 4
+    wait_until(ib, lambda: len(trade.fills) == 1 and trade.orderStatus.filled == 4)
+    assert trade.orderStatus.status == "Submitted"
     gateway.advance(10)
     wait_until(ib, lambda: len(trade.fills) == 2)
     gateway.advance(10)

@@ -133,3 +133,25 @@ def test_quote_prices_must_be_exact_numbers(gateway: Gateway) -> None:
             gateway.set_quote("SPY", last=bad)
     with pytest.raises(KeyError):
         gateway.set_quote("NOPE", last=Decimal(1))
+
+
+def test_daily_bars_end_with_the_session_still_trading_and_close_at_the_book(
+    gateway: Gateway, ib: IB, spy: Contract
+) -> None:
+    """reqHistoricalData "1 day": completed sessions (the last closing at the book's close),
+    then today's unfinished bar, as IB sends during a session."""
+    gateway.set_quote("SPY", close=Decimal("585.00"), last=Decimal("590.00"))
+    bars = ib.reqHistoricalData(spy, "", "10 D", "1 day", "TRADES", True)
+    days = [b.date for b in bars]
+    assert days == sorted(days) and days[-1] == START.date() and len(days) == 8  # Nov 9-18
+    assert bars[-2].close == 585.0 and bars[-1].close == 590.0
+    assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in bars)
+    assert gateway.received("reqHistoricalData")[0].fields["durationStr"] == "10 D"
+
+
+@pytest.mark.allow_ib_log("Error 322")
+def test_bars_other_than_daily_are_refused_with_322(ib: IB, spy: Contract) -> None:
+    """Only daily bars are emulated: a 5-minute request is refused (322), not left to time out."""
+    with pytest.raises(RequestError) as refused:
+        ib.reqHistoricalData(spy, "", "1 D", "5 mins", "TRADES", True)
+    assert refused.value.code == 322

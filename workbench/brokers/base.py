@@ -1,9 +1,9 @@
 """The broker contract: one ``Broker`` protocol and the data it speaks, for every broker.
 
 The protocol is synchronous. The embedded paper broker is synchronous by nature; the IBKR adapter
-wraps ib_async's blocking calls and keeps the order updates it receives in a list, so both offer
-the same pull-based stream: ``updates(after=cursor)`` returns every update with a cursor greater
-than ``after``, oldest first (a caller keeps the last cursor it saw).
+runs ib_async on its own thread and loop and records the order updates IB sends in its tables of
+the home, so both offer the same pull-based stream: ``updates(after=cursor)`` returns every update
+with a cursor greater than ``after``, oldest first (a caller keeps the last cursor it saw).
 
 ``submit`` takes only a :class:`~workbench.models.SubmitPermit`. Every broker proves the permit
 from the audit log with the shared :class:`~workbench.permits.PermitCheck` (spent token, MAC'd
@@ -63,7 +63,8 @@ class Broker(Protocol):
 
     @property
     def label(self) -> str:
-        """Who trades: "paper broker (simulated)" or "IBKR paper DU…" — shown on every output."""
+        """Who trades: "paper broker (simulated)" or "IBKR paper account DU… via host:port" —
+        shown on every output."""
         ...
 
     def accounts(self) -> tuple[str, ...]: ...

@@ -22,6 +22,7 @@ from workbench.models import (
     OrderIntent,
     OrderType,
     PortfolioSnapshot,
+    QuoteFeed,
     RuleId,
     Severity,
     SimResult,
@@ -179,7 +180,9 @@ def check_staleness(c: Context) -> Sequence[Violation]:
     found: list[Violation] = []
     age, limit = c.quote_age, rules.max_quote_age_seconds
     if age > limit or -age > skew:
-        found += _stale("quote", age, limit)
+        feed = c.market.feed
+        what = "quote" if feed is None or feed is QuoteFeed.LIVE else f"{feed.value} quote"
+        found += _stale(what, age, limit)
     age, limit = c.facts.portfolio_age, rules.max_portfolio_age_seconds
     if age > limit or -age > skew:
         found += _stale("portfolio snapshot", age, limit)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from workbench.testing import history, replies
 from workbench.testing import order_codec as oc
-from workbench.testing import replies
 from workbench.testing.book import Instrument, Quote
 from workbench.testing.ledger import SUMMARY_TAGS, value_rows
 from workbench.testing.orders import Execution
@@ -107,6 +107,26 @@ def market_data(core: Core, session: Session, req: Request) -> None:
     else:
         session.streams[req_id] = Stream(inst.symbol, delayed, data_type)
     session.send(out)
+
+
+def historical_data(core: Core, session: Session, req: Request) -> None:
+    """Daily bars only (see ``history``); anything else is refused with 322, as IB would."""
+    req_id = parse_int(req.get("reqId"))
+    inst = match_contract(core, req)
+    if inst is None:
+        session.send([replies.error(req_id, 200, replies.error_text(200))])
+        return
+    try:
+        if req.get("barSizeSetting") != "1 day" or parse_bool(req.get("keepUpToDate")):
+            raise history.HistoryError(322, "the test gateway serves daily bars only, not live")
+        end = history.parse_end(req.get("endDateTime"), core.clock.now())
+        duration = req.get("durationStr")
+        bars = history.daily_bars(inst.symbol, end, duration, core.book.quote(inst.symbol))
+    except history.HistoryError as exc:
+        text = exc.args[0] if exc.code == 162 else replies.error_text(exc.code, exc.args[0])
+        session.send([replies.error(req_id, exc.code, text)])
+        return
+    session.send([history.historical_data(req_id, end, duration, bars)])
 
 
 def cancel_market_data(core: Core, session: Session, req: Request) -> None:
@@ -286,6 +306,7 @@ def nothing(core: Core, session: Session, req: Request) -> None:
 HANDLERS: dict[str, Handler] = {
     "reqContractDetails": contract_details,
     "reqMktData": market_data,
+    "reqHistoricalData": historical_data,
     "cancelMktData": cancel_market_data,
     "reqMarketDataType": market_data_type,
     "placeOrder": place_order,

@@ -56,6 +56,22 @@ SIMPLE: dict[int, tuple[str, tuple[str, ...]]] = {
     76: ("reqAccountUpdatesMulti", ("version", "reqId", "account", "modelCode", "ledgerAndNLV")),
     77: ("cancelAccountUpdatesMulti", ("version", "reqId")),
     99: ("reqCompletedOrders", ("apiOnly",)),
+    20: (
+        "reqHistoricalData",
+        (
+            "reqId",
+            *CONTRACT,
+            "includeExpired",
+            "endDateTime",
+            "barSizeSetting",
+            "durationStr",
+            "useRTH",
+            "whatToShow",
+            "formatDate",
+            "keepUpToDate",
+            "chartOptions",
+        ),
+    ),
 }
 
 # Requests the gateway does not emulate, with the index of their reqId (answered with error 322).
@@ -64,7 +80,6 @@ UNSUPPORTED: dict[int, tuple[str, int | None]] = {
     12: ("reqNewsBulletins", None),
     14: ("setServerLogLevel", None),
     18: ("requestFA", None),
-    20: ("reqHistoricalData", 1),
     22: ("reqScannerSubscription", 1),
     24: ("reqScannerParameters", None),
     50: ("reqRealTimeBars", 2),
