@@ -211,23 +211,23 @@ def test_stale_decision_is_rechecked_on_fresh_data_before_sending(
     assert wb.state(pid) is OrderState.FILLED  # the re-check did not move the lifecycle
 
 
-def test_stale_decision_rejected_on_recheck_is_refused_and_stays_refused(
+def test_stale_decision_rejected_on_recheck_is_refused_for_good(
     wb: Workbench, clock: FixedClock
 ) -> None:
     """A fresh re-run saying REJECT (the same order was just sent) refuses the submit, sends
-    nothing — and retrying at once, the re-check now fresh, is refused too."""
+    nothing and is recorded as the proposal's final verdict: retrying is refused too."""
     first, first_token = approved(wb)
     twin, twin_token = approved(wb)  # the same intent: both approved, only one may go
     wb.submit(first, first_token)
     clock.advance(timedelta(seconds=wb.policy.freshness.max_quote_age_seconds + 1))
-    with pytest.raises(ApprovalError, match="re-run on fresh data"):
+    with pytest.raises(ApprovalError, match=r"on fresh data.*rejects it for good"):
         wb.submit(twin, twin_token)
-    (recheck,) = _rechecks(wb, twin)
-    assert recheck["decision"] == "REJECT"
-    with pytest.raises(ApprovalError, match="REJECT"):
+    final = wb.log.events(proposal_id=twin, types=(EventType.RISK_GATE_EVALUATED,))[-1]
+    assert (final.payload["decision"], final.payload["transition"]) == ("REJECT", True)
+    with pytest.raises(ApprovalError, match="RISK_REJECTED"):
         wb.submit(twin, twin_token)
     assert parent_orders(wb) == [first]
-    assert wb.state(twin) is OrderState.APPROVAL_GRANTED
+    assert wb.state(twin) is OrderState.RISK_REJECTED
 
 
 def test_a_policy_change_after_approval_invalidates_the_token(
