@@ -26,6 +26,7 @@ handed a history with holes in it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -40,23 +41,24 @@ from workbench.errors import (
     ConfigError,
     IllegalTransitionError,
     TradingHaltedError,
-    UnknownProposalError,
 )
 from workbench.events import (
     CircuitBreakerTripped,
     KillSwitchActivated,
     KillSwitchReleased,
+    OrderProposed,
+    OrderResolved,
     OrderSubmitted,
+    Resolution,
 )
 from workbench.keys import ApprovalKey
 from workbench.lifecycle import (
     TRADING_STATE_EVENTS,
     WORKING_STATES,
-    OrderState,
     change_trading_state,
 )
 from workbench.lifecycle import record_snapshot as _record_snapshot
-from workbench.models import PortfolioSnapshot, TradingState
+from workbench.models import OrderIntent, PortfolioSnapshot, TradingState
 from workbench.policy import CircuitBreakerConfig, RiskPolicy
 from workbench.risk.calendar import trading_day
 from workbench.risk.history import History, NavPoint, Submission, WorkingOrder
@@ -289,32 +291,65 @@ def build_history(
         types=(EventType.ORDER_SUBMITTED,), since=now - timedelta(seconds=window + 60)
     )
     secret = None if key is None else key.load_if_present()
-    submissions = [_submission(log, e, secret, checked=key is not None) for e in submitted]
     working, unresolved = _open_orders(log, account, secret, checked=key is not None)
     return History(
         nav_points=tuple(p for p in points if p.at <= now),
         nav_peak=peak,
-        submissions=tuple(s for s, acct in submissions if s is not None and acct == account),
+        submissions=_submissions(log, submitted, account, secret, checked=key is not None),
         working_orders=working,
         unresolved=unresolved,
     )
 
 
-def _submission(
-    log: AuditLog, event: Event, key: bytes | None, *, checked: bool
-) -> tuple[Submission | None, str]:
-    """A submission at the market time its token was spent (a replay's day; the event itself
-    carries the wall-clock time it was written), for R13 and R14 to compare with the gate's now;
-    None for one an approver resolved as never sent."""
-    record = _record_of(log, event.proposal_id)
-    intent = record.intent
-    if record.state is OrderState.NOT_SENT and not orphans.is_unresolved(
-        record, key, checked=checked
-    ):
-        return None, intent.account
-    at = event.data_as(OrderSubmitted).spent_at
-    sub = Submission(at, intent.symbol, intent.side, intent.quantity, event.proposal_id)
-    return sub, intent.account
+def _submissions(
+    log: AuditLog, submitted: list[Event], account: str, key: bytes | None, *, checked: bool
+) -> tuple[Submission, ...]:
+    """The account's submissions, each at the market time its token was spent (a replay's day;
+    the event itself carries the wall-clock time it was written), for R13 and R14 to compare
+    with the gate's now; leaving out those an approver resolved as never sent."""
+    intents = _intents(log, [e.proposal_id for e in submitted])
+    never_sent = _never_sent(log, key, checked=checked)
+    found = []
+    for event in submitted:
+        intent = intents[event.proposal_id or ""]
+        if intent.account != account or event.proposal_id in never_sent:
+            continue
+        at = event.data_as(OrderSubmitted).spent_at
+        found.append(Submission(at, intent.symbol, intent.side, intent.quantity, event.proposal_id))
+    return tuple(found)
+
+
+_PROPOSED_SQL = (
+    "SELECT seq, ts, type, proposal_id, correlation_id, actor, payload, prev_hash, hash"
+    " FROM events WHERE type = ? AND proposal_id IN (SELECT value FROM json_each(?))"
+)
+
+
+def _intents(log: AuditLog, proposal_ids: list[str | None]) -> dict[str, OrderIntent]:
+    """The proposed intent of each proposal (one read); a submission whose proposal was never
+    proposed is an AuditError: the gate is never handed a history with holes in it."""
+    if None in proposal_ids:
+        raise AuditError("an OrderSubmitted event without a proposal id")
+    wanted = json.dumps(sorted({p for p in proposal_ids if p is not None}))
+    rows = log.conn.execute(_PROPOSED_SQL, (EventType.ORDER_PROPOSED.value, wanted)).fetchall()
+    found = {str(row[3]): Event(*row).data_as(OrderProposed).intent for row in rows}
+    for proposal_id in proposal_ids:
+        if proposal_id not in found:
+            raise AuditError(f"proposal {proposal_id} was submitted but never proposed")
+    return found
+
+
+def _never_sent(log: AuditLog, key: bytes | None, *, checked: bool) -> set[str]:
+    """Proposals an approver resolved as never sent (NOT_SENT is final), by a resolution that
+    verifies with ``key`` when ``checked``."""
+    found = set()
+    for event in log.events(types=(EventType.ORDER_RESOLVED,)):
+        resolved = event.data_as(OrderResolved)
+        if resolved.outcome is not Resolution.NOT_SENT or event.proposal_id is None:
+            continue
+        if not checked or orphans.resolution_verifies(key, event.proposal_id, resolved):
+            found.add(event.proposal_id)
+    return found
 
 
 def _open_orders(
@@ -333,15 +368,6 @@ def _open_orders(
         elif record.state in WORKING_STATES:
             working.append(order)
     return tuple(working), tuple(unresolved)
-
-
-def _record_of(log: AuditLog, proposal_id: str | None) -> records.ProposalRecord:
-    if proposal_id is None:
-        raise AuditError("an OrderSubmitted event without a proposal id")
-    try:
-        return records.load(log, proposal_id)
-    except UnknownProposalError:
-        raise AuditError(f"proposal {proposal_id} was submitted but never proposed") from None
 
 
 def _parse_time(text: str) -> datetime:
