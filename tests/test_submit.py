@@ -1,6 +1,6 @@
-"""Submit: a bogus token is refused before anything is recorded; under the write lock, the
-rules that depend on other orders and on time are judged again (the whole gate when the decision
-is stale or from the future), and a REJECT there is final."""
+"""Submit: a bogus token is refused before anything is recorded; under the write lock the whole
+gate runs again as of now — other orders, time, the account — on the decision's quote while it is
+fresh, else on a fresh one (a stale decision, one from the future); a REJECT there is final."""
 
 from __future__ import annotations
 
@@ -136,11 +136,11 @@ def test_a_decision_judged_on_a_clock_in_2030_is_judged_again_whole_today(
         assert_refused_for_good(today, pid, token, RuleId.R12_PRICE_COLLAR)
 
 
-def test_a_fresh_decision_is_judged_again_only_on_the_rules_that_move(
+def test_a_fresh_decision_judged_the_same_again_records_nothing_new(
     wb: Workbench, clock: FixedClock
 ) -> None:
-    """Within the freshness window nothing new is recorded when the time-and-flow rules still
-    pass: the decision the approver saw stays the latest."""
+    """Within the freshness window, when the gate finds what it found before, nothing new is
+    recorded: the decision the approver saw stays the latest."""
     pid, token = approved(wb)
     seen = verdict(wb, pid)
     clock.advance(timedelta(seconds=30))
@@ -230,14 +230,14 @@ def test_two_processes_submitting_twin_proposals_at_once_send_one_order(
         assert wb.log.verify().ok
 
 
-# -- the rules judged again are the gate's own ---------------------------------------------------
+# -- the gate at submit is the gate ---------------------------------------------------
 
 
-def test_the_re_judge_reads_the_policy_the_gate_reads(
+def test_the_gate_at_submit_reads_the_policy_on_file(
     home: Path, clock: FixedClock, tmp_path: Path
 ) -> None:
-    """With max_submits_per_minute 1, the second approved order is refused at submit: the
-    re-judge is the gate's rule under the policy on file, not a copy with its own limits."""
+    """With max_submits_per_minute 1, the second approved order is refused at submit: it is the
+    gate's own rule under the policy on file, not a copy with its own limits."""
     policies = policies_with(
         tmp_path / "p", ("max_submits_per_minute: 10", "max_submits_per_minute: 1")
     )
@@ -249,6 +249,22 @@ def test_the_re_judge_reads_the_policy_the_gate_reads(
         with pytest.raises(ApprovalError, match="R14_ORDER_RATE"):
             wb.submit(second, second_token)
         assert parent_orders(wb) == [first]
+
+
+def test_a_sell_approved_while_held_is_refused_once_another_sell_closed_the_position(
+    wb: Workbench,
+) -> None:
+    """Two sells approved while 10 SPY were held: after the first closes the position, the
+    second would open a short, and the gate judged again on the account now refuses it (R15)."""
+    pid, token = approved(wb, "SPY", 10)
+    wb.submit(pid, token)
+    sells = [wb.run(intent(wb, "SPY", q, Side.SELL, stop=False), actor="t") for q in (10, 6)]
+    tokens = [wb.approve(o.proposal_id, CREDENTIAL).token for o in sells]
+    assert wb.submit(sells[0].proposal_id, tokens[0]) is OrderState.FILLED
+    with pytest.raises(ApprovalError, match="R15_CASH_AND_SHORTS"):
+        wb.submit(sells[1].proposal_id, tokens[1])
+    assert parent_orders(wb) == [pid, sells[0].proposal_id]
+    assert_refused_for_good(wb, sells[1].proposal_id, tokens[1], RuleId.R15_CASH_AND_SHORTS)
 
 
 def test_a_sell_that_reduces_is_judged_like_any_other(wb: Workbench) -> None:

@@ -89,7 +89,6 @@ from workbench.records import ProposalRecord
 from workbench.replay import replay_clock_of
 from workbench.risk import History, StateChange
 from workbench.risk import evaluate as gate_evaluate
-from workbench.risk import rejudge as gate_rejudge
 from workbench.sim import simulate as simulate_impact
 
 ACTOR = "workbench"
@@ -144,9 +143,9 @@ class _Batch:
 
 @dataclass(frozen=True)
 class _Basis:
-    """What the judgment at submit runs on: the decision's own quote and simulation with the
-    ``earlier`` decision (only ``risk.AT_SUBMIT`` is judged again), or a fresh quote and
-    simulation with ``earlier`` None (the whole gate)."""
+    """What the gate runs on at submit: the account now, and the decision's own quote while it
+    is fresh (``earlier`` is that decision) or a fresh quote (``earlier`` None); the simulation
+    of the intent on both."""
 
     portfolio: PortfolioSnapshot
     market: MarketSnapshot
@@ -552,10 +551,10 @@ class Workbench:
         anything is snapshotted or recorded. Then the trading state, a fresh account snapshot
         (its NAV recorded: the circuit breaker may trip right here) and the state again. In the
         transaction that spends the token, under the write lock: the token and the state once
-        more, and the gate on the history as of then — the rules that move with time and other
-        orders (``risk.AT_SUBMIT``: state, freshness, window, duplicates, rate) on the decision's
-        own quote, or the whole gate on a fresh quote when the decision is older than the
-        freshness window or from the clock's future. A REJECT there is recorded as the
+        more, and the whole gate as of then — the trading state, the window, the account now,
+        the orders actually submitted, working or of unknown outcome (duplicates, rate) — on the
+        decision's own quote while it is fresh, else on a fresh quote (a decision older than the
+        freshness window or from the clock's future). A REJECT there is recorded as the
         proposal's final verdict (RISK_REJECTED) and nothing is sent. The broker is called after
         that transaction commits.
         """
@@ -759,10 +758,10 @@ class Workbench:
         return any(t is None or t > now or now - t > window for t in times)
 
     def _basis(self, record: ProposalRecord, portfolio: PortfolioSnapshot) -> _Basis:
-        """The decision's own quote and simulation when it is fresh and it is the verdict the
-        approver saw; else a fresh quote and simulation (the whole gate runs)."""
-        decided, verdict, sim = record.decision, record.verdict, record.sim
-        if decided is None or verdict is None or sim is None or decided.seq != verdict.seq:
+        """The decision's own quote when the decision is fresh and it is the verdict the
+        approver saw; else a fresh quote (recorded). The intent simulated on the account now."""
+        decided, verdict = record.decision, record.verdict
+        if decided is None or verdict is None or decided.seq != verdict.seq:
             return self._fresh_basis(record, portfolio)
         quote = (
             None
@@ -771,6 +770,7 @@ class Workbench:
         )
         if quote is None:
             return self._fresh_basis(record, portfolio)
+        sim = simulate_impact(record.intent, portfolio, quote, self.params.costs)
         return _Basis(portfolio, quote, sim, _as_decision(decided.data), decided.seq)
 
     def _fresh_basis(self, record: ProposalRecord, portfolio: PortfolioSnapshot) -> _Basis:
@@ -803,12 +803,13 @@ class Workbench:
         raise ApprovalError(refusal, proposal_id=pid)
 
     def _judge_at_submit(self, intent: OrderIntent, basis: _Basis, now: datetime) -> RiskDecision:
-        """The gate as of ``now`` on the history read under the write lock (pure: handed in)."""
-        inputs = (intent, basis.sim, basis.portfolio, basis.market, self.policy,
-                  self.trading_state(), self._history(now), now)  # fmt: skip
-        if basis.earlier is None:
-            return gate_evaluate(*inputs)
-        return gate_rejudge(basis.earlier, *inputs)
+        """The whole gate as of ``now``: the trading state and the history (orders actually
+        submitted, working, of unknown outcome) read under the write lock, handed to the pure
+        gate with the basis."""
+        return gate_evaluate(
+            intent, basis.sim, basis.portfolio, basis.market, self.policy, self.trading_state(),
+            self._history(now), now,
+        )  # fmt: skip
 
     def _record_judgment(
         self, tx: Transaction, record: ProposalRecord, basis: _Basis, decision: RiskDecision
@@ -826,11 +827,10 @@ class Workbench:
             lifecycle.advance(
                 tx, record.proposal_id, EventType.RISK_GATE_EVALUATED, judged, actor=ACTOR
             )
-        how = "on fresh data " if whole else ""
         if final:
-            return f"the gate, judging it again at submit {how}, rejects it for good: " + _findings(
-                decision, Severity.BLOCKER
-            )
+            how = " on a fresh quote" if whole else ""
+            blockers = _findings(decision, Severity.BLOCKER)
+            return f"the gate, judging it again at submit{how}, rejects it for good: {blockers}"
         if decision.decision is Decision.REVIEW:
             return self._review_not_covered(record, decision)
         return None

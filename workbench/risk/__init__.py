@@ -3,13 +3,12 @@
 It never imports the audit log or a broker: it is handed snapshots, history and the time.
 """
 
-from workbench.risk.gate import AT_SUBMIT, decide, evaluate, rejudge
+from workbench.risk.gate import decide, evaluate
 from workbench.risk.history import History, NavPoint, Submission, WorkingOrder
 from workbench.risk.rules import RULES, Context
 from workbench.risk.state import BreakerCheck, StateChange, judge_breaker
 
 __all__ = [
-    "AT_SUBMIT",
     "RULES",
     "BreakerCheck",
     "Context",
@@ -21,5 +20,4 @@ __all__ = [
     "decide",
     "evaluate",
     "judge_breaker",
-    "rejudge",
 ]
