@@ -33,7 +33,12 @@ from workbench.bridge import order_ref
 from workbench.brokers.base import BrokerOrder, OrderRole, OrderStatus
 from workbench.brokers.paper import PaperBroker
 from workbench.clock import FixedClock
-from workbench.errors import ApprovalError, PermitRefusedError, UnresolvedOrderError
+from workbench.errors import (
+    ApprovalError,
+    ConfigError,
+    PermitRefusedError,
+    UnresolvedOrderError,
+)
 from workbench.events import OrderResolved, Resolution
 from workbench.lifecycle import OrderState, advance
 from workbench.models import Decision, RuleId, Side
@@ -305,6 +310,24 @@ def test_the_reconcile_commands_list_and_resolve(
     assert cli.main([*resolve, "--passphrase-stdin"]) == 0
     assert f"{pid}: NOT_SENT" in capsys.readouterr().out
     assert cli.main(["reconcile", *where]) == 0
+
+
+@pytest.mark.parametrize(
+    ("pid", "order_id", "reason"),
+    [("../../x", None, "r"), ("p" * 65, None, "r"), ("p1", "", "r"), ("p1", "B 1", "r"),
+     ("p1", "B" * 65, "r"), ("p1", None, "   "), ("p1", None, "x" * 2001)],
+)  # fmt: skip
+def test_resolve_with_absurd_input_is_refused_before_anything(
+    wb: Workbench, pid: str, order_id: str | None, reason: str
+) -> None:
+    """A malformed proposal or broker order id, an empty or huge reason: bad input, nothing
+    recorded, no passphrase checked."""
+    crash_after_spending(wb)
+    before = wb.log.head()
+    outcome = Resolution.NOT_SENT if order_id is None else Resolution.SENT
+    with pytest.raises(ConfigError):
+        wb.resolve(pid, CREDENTIAL, outcome, broker_order_id=order_id, reason=reason)
+    assert wb.log.head() == before
 
 
 @pytest.mark.parametrize(

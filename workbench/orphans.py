@@ -17,6 +17,7 @@ verify (written behind the workbench's back) leaves the order unresolved (:func:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -33,6 +34,8 @@ from workbench.orders import BrokerOrder, OrderRole
 from workbench.records import ProposalRecord
 
 RESOLUTION_DOMAIN = "resolution"
+_PROPOSAL_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_ORDER_ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable, no spaces: what brokers use as ids
 ACTOR = "reconcile"
 ACTION = "resolve an order of unknown outcome"
 
@@ -157,6 +160,10 @@ def resolve(
     text = reason.strip() if isinstance(reason, str) else ""
     if not 0 < len(text) <= 2000:
         raise ConfigError("a resolution's reason is 1 to 2000 characters")
+    if not isinstance(proposal_id, str) or _PROPOSAL_ID.fullmatch(proposal_id) is None:
+        raise ConfigError(f"malformed proposal id {proposal_id!r:.80}")
+    if broker_order_id is not None and _ORDER_ID.fullmatch(broker_order_id) is None:
+        raise ConfigError(f"malformed broker order id {broker_order_id!r:.80}")
     authority.require_private("resolve")
     name = authority.verify(credential, action=ACTION, proposal_id=proposal_id)
     secret = authority.key.load()
