@@ -24,8 +24,12 @@ TS = "2026-11-18T15:30:00.000000Z"
 
 def payload(i: int) -> dict[str, object]:
     """A ToolCalled payload (a generic event; ours is validated into its model on write)."""
-    arguments = {"symbol": "SPY", "quantity": "10", "limit_price": "450.25", "i": i}
-    return {"tool": "propose", "arguments": arguments, "outcome": "ok", "detail": ""}
+    origin = {"client": "bench", "client_version": None, "session": "s1", "transport": "stdio"}
+    return {
+        "tool": "propose_order", "arguments_digest": f"{i:064x}", "arguments_chars": 180,
+        "outcome": "ok", "detail": f"proposal_id=p{i}; state=PROPOSED", "proposal_id": f"p{i}",
+        "origin": origin, "limits_hash": "cd" * 32,
+    }  # fmt: skip
 
 
 def raw_conn(path: Path) -> sqlite3.Connection:

@@ -7,6 +7,8 @@ Every payload here is the real model of its event type; the proposals are walked
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import shutil
 import sqlite3
 from datetime import UTC, date, datetime
@@ -56,6 +58,18 @@ EVALUATED_AT = datetime(2026, 11, 18, 15, 29, tzinfo=UTC)
 ALICE, BOB = "alice", "bob"
 ALICE_PW, BOB_PW = "correct horse battery", "staple paperclip 42"
 ALICE_CRED, BOB_CRED = Credential(ALICE, ALICE_PW), Credential(BOB, BOB_PW)
+
+
+def tool_called(tool: str = "t", **arguments: Any) -> dict[str, Any]:
+    """A valid ToolCalled payload (a generic, unguarded event); ``arguments`` make it distinct
+    (their JSON is the detail, its sha256 the digest)."""
+    text = json.dumps(arguments, sort_keys=True, default=str)
+    return {
+        "tool": tool, "arguments_digest": hashlib.sha256(text.encode()).hexdigest(),
+        "arguments_chars": len(text), "outcome": "ok", "detail": text, "proposal_id": None,
+        "origin": {"client": "test", "client_version": None, "session": "s1", "transport": "stdio"},
+        "limits_hash": "cd" * 32,
+    }  # fmt: skip
 
 
 def make_intent(**overrides: Any) -> OrderIntent:

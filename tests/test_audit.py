@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing as mp
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import tool_called
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +28,8 @@ RUN = {"submitted_without_broker_order": [], "broker": "test"}
 
 
 def tool(**arguments: Any) -> dict[str, Any]:
-    """A ToolCalled payload (a generic, unguarded event) with these arguments."""
-    return {"tool": "t", "arguments": arguments, "outcome": "ok", "detail": ""}
+    """A ToolCalled payload (a generic, unguarded event) made distinct by these arguments."""
+    return tool_called("t", **arguments)
 
 
 def fill(log: AuditLog, n: int) -> None:
@@ -198,7 +200,7 @@ def test_append_requires_a_known_type_and_an_actor(log: AuditLog) -> None:
 def test_non_finite_payload_is_refused_and_nothing_written(log: AuditLog) -> None:
     """A payload with NaN cannot be audited, and the log stays unchanged."""
     with pytest.raises((TypeError, AuditError)):
-        log.append(EventType.TOOL_CALLED, tool(x=float("nan")), actor="test")
+        log.append(EventType.TOOL_CALLED, {**tool(), "arguments_chars": float("nan")}, actor="t")
     assert log.head()[0] == 0
 
 
@@ -256,7 +258,7 @@ def test_query_helpers_return_frames(log: AuditLog, clock: FixedClock) -> None:
     window = log.between(t0 + timedelta(minutes=1), t0 + timedelta(minutes=9))
     assert window["seq"].tolist() == [2]
     assert str(window["ts"].dt.tz) == "UTC"
-    assert [p["arguments"] for p in log.by_proposal("p1")["payload"]] == [{"x": 1}, {"x": 3}]
+    assert [p["detail"] for p in log.by_proposal("p1")["payload"]] == ['{"x": 1}', '{"x": 3}']
 
 
 @settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -319,7 +321,7 @@ def test_a_transaction_is_never_joined_by_another_thread(log: AuditLog) -> None:
     worker.join(timeout=60)
     assert done.is_set()
     events = log.events()
-    assert [e.payload["arguments"]["who"] for e in events] == ["kernel", "callback"]
+    assert [json.loads(e.payload["detail"])["who"] for e in events] == ["kernel", "callback"]
     assert log.verify().ok
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TRADING_NOW
-from helpers import write_bars
+from helpers import tool_called, write_bars
 from wbkit import APPROVER, CREDENTIAL, PASSPHRASE, add_approver, counter_ids, intent, open_wb
 
 import workbench.workbench as workbench_module
@@ -65,8 +65,7 @@ def test_audit_tail_prints_the_newest_events(
     """`workbench audit tail -n 2` prints the two newest events."""
     with AuditLog(home / "workbench.sqlite") as log:
         for i in range(3):
-            payload = {"tool": "t", "arguments": {"i": i}, "outcome": "ok", "detail": ""}
-            log.append(EventType.TOOL_CALLED, payload, actor="test")
+            log.append(EventType.TOOL_CALLED, tool_called(i=i), actor="test")
     assert main(["audit", "tail", "-n", "2", "--home", str(home)]) == 0
     header, *lines = capsys.readouterr().out.strip().splitlines()
     assert header == f"home: {home}"

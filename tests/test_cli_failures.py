@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import tool_called
 
 from workbench.audit import AuditLog, EventType
 from workbench.home import DB_NAME, create_home
@@ -78,7 +79,7 @@ def home_with_events(path: Path, n: int = 3) -> Path:
     home = create_home(path)
     with AuditLog(home / DB_NAME) as log:
         for i in range(n):
-            called = {"tool": "t", "arguments": {"i": i}, "outcome": "ok", "detail": "x" * 200}
+            called = {**tool_called(i=i), "detail": "x" * 200}
             log.append(EventType.TOOL_CALLED, called, actor="test")
     return home
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import nbformat
 import pandas as pd
 import pytest
-from helpers import write_bars
+from helpers import tool_called, write_bars
 
 from workbench.audit import AuditLog, EventType
 from workbench.cli import main
@@ -179,7 +179,7 @@ def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ever runs it; inputs good and bad in the working folder."""
     home = create_home(tmp_path / "home")
     with AuditLog(home / DB_NAME) as log:
-        called = {"tool": "t", "arguments": {}, "outcome": "ok", "detail": "before"}
+        called = {**tool_called(), "detail": "before"}
         log.append(EventType.TOOL_CALLED, called, actor="test")
     for report in (sandbox(home), home / "2026-11-27"):
         report.mkdir(parents=True)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from helpers import EVALUATED_AT, make_intent, payload_for, raw_insert
+from helpers import EVALUATED_AT, make_intent, payload_for, raw_insert, tool_called
 
 from workbench import canonical
 from workbench.audit import AuditLog, EventType
@@ -50,9 +50,7 @@ UNGUARDED: dict[EventType, Frozen] = {
     EventType.RECONCILIATION_RUN: ReconciliationRun(
         submitted_without_broker_order=("p1",), broker="test"
     ),
-    EventType.TOOL_CALLED: ToolCalled(
-        tool="propose", arguments={"n": [1, "x"]}, outcome="ok", detail=""
-    ),
+    EventType.TOOL_CALLED: ToolCalled.model_validate(tool_called("propose_order", n=[1, "x"])),
     EventType.PERMIT_REFUSED: PermitRefused(
         reason="no token", order_ref="wb:p1", submitted_seq=3, broker="test"
     ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import gate, make_intent, payload_for
+from helpers import gate, make_intent, payload_for, tool_called
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,7 +71,7 @@ def test_recheck_without_transition_does_not_move_state(log: AuditLog) -> None:
     recheck = gate(INTENT, "REJECT", transition=False)
     assert state_after("RiskGateEvaluated", recheck) is None
     assert state_after("RiskGateEvaluated", gate(INTENT, "REVIEW")) is OrderState.RISK_REVIEW
-    tool = ToolCalled(tool="t", arguments={}, outcome="ok", detail="")
+    tool = ToolCalled.model_validate(tool_called())
     assert state_after("ToolCalled", tool) is None
     step(log, "p1", EventType.ORDER_PROPOSED)
     with pytest.raises(IllegalTransitionError), log.transaction() as tx:

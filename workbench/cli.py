@@ -142,6 +142,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port argument: a whole number from 1 to 65535 (argparse reports anything else)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
+    return value
+
+
 def _path(text: str | None) -> Path | None:
     """A path argument resolved against the caller's folder (None when not given)."""
     return Path(text).expanduser().resolve() if text else None
@@ -454,6 +465,96 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+# -- the MCP server ------------------------------------------------------------------------------
+
+
+@_fails_cleanly
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the MCP tools (read and propose only) on stdio, or with --http on 127.0.0.1."""
+    import anyio
+
+    from workbench import mcp_http
+    from workbench.home import resolve_policy_dir
+    from workbench.mcp_policy import load_mcp_policy
+    from workbench.mcp_server import build_server
+    from workbench.proposer import Proposer
+
+    if not args.http and (args.bind or args.http_port or args.allow_remote or args.allowed_host):
+        raise ConfigError("--bind, --http-port, --allow-remote and --allowed-host need --http")
+    host = args.bind or "127.0.0.1"
+    port = args.http_port if args.http_port is not None else mcp_http.DEFAULT_PORT
+    if args.http:
+        mcp_http.check_bind(host, allow_remote=args.allow_remote)
+    folder = resolve_policy_dir(args.policy_dir)
+    limits = load_mcp_policy(folder)
+    home = resolve_home(args.home)
+    verifier = mcp_http.HomeTokenVerifier(home) if args.http else None
+    with Proposer.open(
+        home, args.broker, policy_dir=folder, bars_path=_path(args.bars)
+    ) as proposer:
+        server = build_server(
+            proposer, limits, transport="http" if args.http else "stdio",
+            auth=mcp_http.auth_settings() if args.http else None, token_verifier=verifier,
+        )  # fmt: skip
+        where = mcp_http.url(host, port) if args.http else "stdio"
+        print(f"workbench MCP server (read and propose only) on {where}: {proposer.label}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        try:
+            if not args.http:
+                server.run("stdio")
+                return EXIT_OK
+            body = limits.payload.max_argument_chars + 16_384  # room for the JSON-RPC envelope
+            app = mcp_http.http_app(
+                server, host=host, port=port, extra_hosts=tuple(args.allowed_host), max_body=body
+            )
+            anyio.run(lambda: mcp_http.serve(app, host=host, port=port))
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+@_fails_cleanly
+def cmd_mcp_token(args: argparse.Namespace) -> int:
+    """Issue the bearer token of the MCP server's HTTP mode; it is printed once, never again."""
+    from workbench.mcp_http import issue_token, token_path
+
+    home = resolve_home(args.home)
+    token = issue_token(home, rotate=args.rotate)
+    print(token)
+    print(f"(shown once; only its digest is kept in {token_path(home)}. Give it to your MCP host"
+          " as the header  Authorization: Bearer <token>)", file=sys.stderr)  # fmt: skip
+    return EXIT_OK
+
+
+def _add_mcp(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], home: argparse.ArgumentParser
+) -> None:
+    mcp = _add(sub, "mcp", cmd_mcp, home)
+    mcp.add_argument(
+        "--policy-dir", default=None,
+        help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
+    )  # fmt: skip
+    mcp.add_argument(
+        "--broker", default="paper", choices=["paper", "ibkr"],
+        help="paper (default) or ibkr, opened read-and-propose only",
+    )  # fmt: skip
+    mcp.add_argument("--bars", default=None, help="your own daily bars (paper broker)")
+    mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
+    mcp.add_argument("--bind", default=None, metavar="ADDRESS", help="HTTP address (127.0.0.1)")
+    mcp.add_argument("--http-port", type=_port, default=None, metavar="N", help="HTTP port (8765)")
+    mcp.add_argument(
+        "--allow-remote", action="store_true",
+        help="allow an address other than loopback (the token is then the only guard)",
+    )  # fmt: skip
+    mcp.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="another Host name clients use to reach a remote bind (DNS-rebinding check)",
+    )  # fmt: skip
+    actions = mcp.add_subparsers(dest="mcp_command", required=False, metavar="ACTION")
+    token = _add(actions, "token", cmd_mcp_token, home)
+    token.add_argument("--rotate", action="store_true", help="replace an existing token")
+
+
 # -- the parser ----------------------------------------------------------------------------------
 
 
@@ -590,6 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--account", default="DU1234567", help="paper account id (DU1234567)")
     gateway.add_argument("--chaos", type=int, default=None, metavar="SEED", help="seeded faults")
 
+    _add_mcp(sub, home)
     audit = sub.add_parser("audit", help="Inspect the hash-chained audit log.")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     _add(audit_sub, "verify", cmd_audit_verify, home)
@@ -682,7 +784,9 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         home = _check_home(args)
         if home is not None:
-            print(f"home: {home}", flush=True)
+            # `workbench mcp` speaks the protocol on stdout (or prints the token): not there.
+            out = sys.stderr if args.command == "mcp" else sys.stdout
+            print(f"home: {home}", file=out, flush=True)
             _warn_if_readable(args, home)
         return handler(args)
     except (ConfigError, ValueError) as exc:

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
     Field,
     JsonValue,
+    StrictInt,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -92,6 +93,9 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 ApproverName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.\-]{1,31}$")]
 TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Seq = Annotated[int, Field(gt=0)]
+ToolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+ClientName = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,100}$")]
+SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 
 
 class Payload(Frozen):
@@ -101,12 +105,25 @@ class Payload(Frozen):
 # -- the order path --------------------------------------------------------------------------------
 
 
+class McpOrigin(Payload):
+    """Where an MCP proposal came from: the client's name and version as it introduced itself
+    (a claim, recorded as given), the server's id for the session, and the transport."""
+
+    client: ClientName
+    client_version: ClientName | None
+    session: SessionId
+    transport: Literal["stdio", "http"]
+
+
 class OrderProposed(Payload):
-    """A validated intent became a proposal; its recorded hash must be the intent's own."""
+    """A validated intent became a proposal; its recorded hash must be the intent's own.
+    ``origin`` names the MCP client and session of a proposal made through the MCP server (None
+    for every other proposer)."""
 
     intent: OrderIntent
     intent_hash: Sha256Hex
     broker: Name
+    origin: McpOrigin | None = None
 
     @model_validator(mode="after")
     def _hash_is_the_intents(self) -> Self:
@@ -415,13 +432,28 @@ class ReconciliationRun(Payload):
     broker: Name
 
 
-class ToolCalled(Payload):
-    """One MCP tool call: the tool, its (validated) arguments and what came of it."""
+class ToolOutcome(StrEnum):
+    """What came of one MCP tool call."""
 
-    tool: Name
-    arguments: dict[str, JsonValue]
-    outcome: Name
+    OK = "ok"
+    REFUSED = "refused"  # bad arguments, an unknown tool or proposal, a step out of order
+    RATE_LIMITED = "rate_limited"
+    FAULT = "fault"  # the server failed (the client saw a generic error)
+
+
+class ToolCalled(Payload):
+    """One MCP tool call: which tool, a digest and the size of the arguments as received (never
+    the arguments themselves: they are untrusted and may be huge), what came of it, and who
+    called. ``limits_hash`` is the digest of the MCP policy the call was judged under."""
+
+    tool: ToolName
+    arguments_digest: Sha256Hex
+    arguments_chars: Annotated[StrictInt, Field(ge=0)]
+    outcome: ToolOutcome
     detail: ShortText
+    proposal_id: ProposalId | None
+    origin: McpOrigin
+    limits_hash: Sha256Hex
 
 
 class PaperAccountOpened(Payload):

@@ -16,6 +16,8 @@ HOME_MODE = 0o700
 FILE_MODE = 0o600
 DB_NAME = "workbench.sqlite"
 PRIVATE_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "approval.key")
+# Made only when asked for (the MCP server's token digest), and as private when present.
+ON_REQUEST_FILES = ("mcp.token",)
 
 
 def make_home(folder: Path) -> None:
@@ -56,7 +58,7 @@ def problems(home: Path) -> list[str]:
     mode = _mode(home)
     if mode is not None and mode & 0o077:
         found.append(f"home {home} is {mode:04o}, not 0700")
-    for name in PRIVATE_FILES:
+    for name in PRIVATE_FILES + ON_REQUEST_FILES:
         mode = _mode(home / name)
         if mode is not None and mode & 0o077:
             found.append(f"{home / name} is {mode:04o}, not 0600")
@@ -69,7 +71,7 @@ def fix(home: Path) -> list[str]:
     if (mode := _mode(home)) is not None and mode & 0o077:
         os.chmod(home, HOME_MODE)
         changed.append(f"home {home}: {mode:04o} -> 0700")
-    for name in PRIVATE_FILES:
+    for name in PRIVATE_FILES + ON_REQUEST_FILES:
         path = home / name
         if (mode := _mode(path)) is not None and mode & 0o077:
             os.chmod(path, FILE_MODE)

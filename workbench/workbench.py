@@ -41,6 +41,7 @@ from workbench.errors import (
 from workbench.events import (
     ApprovalRequested,
     MarketSnapshotTaken,
+    McpOrigin,
     OrderProposed,
     OrderSimulated,
     OrderWithdrawn,
@@ -168,7 +169,8 @@ class Workbench:
     """One home, one broker, one policy: the order path and the views of it.
 
     Opened with ``proposer_only`` it never loads the approval key nor the approvers: it reads and
-    proposes, its ``authority`` and ``approvals`` are None, approve/reject/submit/resume refuse,
+    proposes, its ``authority`` and ``approvals`` are None, approve/reject/submit/resume (and
+    cancel, halt and reduce) refuse,
     its broker refuses every submit and its trading state is read as recorded (unverified).
     """
 
@@ -327,11 +329,21 @@ class Workbench:
 
     # -- the order path ----------------------------------------------------------------------
 
-    def propose(self, intent: OrderIntent, *, actor: str, correlation_id: str | None = None) -> str:
-        """Record a validated intent as a new proposal; returns its id. Nothing is sent."""
+    def propose(
+        self,
+        intent: OrderIntent,
+        *,
+        actor: str,
+        correlation_id: str | None = None,
+        origin: McpOrigin | None = None,
+    ) -> str:
+        """Record a validated intent as a new proposal; returns its id. Nothing is sent.
+        ``origin`` names the MCP client and session of a proposal made through the MCP server."""
         self._check_account(intent)
         proposal_id = self.ids()
-        self._record(proposal_id, intent, [], actor=actor, correlation_id=correlation_id)
+        self._record(
+            proposal_id, intent, [], actor=actor, correlation_id=correlation_id, origin=origin
+        )
         return proposal_id
 
     def simulate(self, proposal_id: str) -> SimResult:
@@ -491,10 +503,11 @@ class Workbench:
         actor: str,
         correlation_id: str | None,
         once: bool = False,
+        origin: McpOrigin | None = None,
     ) -> bool:
-        """Record a proposal and its next ``steps`` in one transaction, claiming its cycle key
-        when it has a correlation id; with ``once``, a key already claimed records nothing and
-        returns False."""
+        """Record a proposal (with its MCP ``origin``, if any) and its next ``steps`` in one
+        transaction, claiming its cycle key when it has a correlation id; with ``once``, a key
+        already claimed records nothing and returns False."""
         with self.log.transaction() as tx:
             if correlation_id is not None:
                 side = intent.side.value
@@ -502,7 +515,7 @@ class Workbench:
                 if once and not fresh:
                     return False
             lifecycle.advance(
-                tx, proposal_id, EventType.ORDER_PROPOSED, _proposed(intent, self.label),
+                tx, proposal_id, EventType.ORDER_PROPOSED, _proposed(intent, self.label, origin),
                 actor=actor, correlation_id=correlation_id,
             )  # fmt: skip
             for type_, payload in steps:
@@ -575,8 +588,10 @@ class Workbench:
     def cancel(self, proposal_id: str, *, actor: str) -> OrderState:
         """Cancel a working order at the broker, or withdraw a proposal not yet sent.
 
-        Allowed in every trading state, HALTED included.
+        Allowed in every trading state, HALTED included; not on a proposer-only handle (a
+        proposer neither withdraws others' proposals nor cancels working orders).
         """
+        self._refuse_if_proposer_only()
         state = self.state(proposal_id)
         if state is OrderState.UNKNOWN:
             raise UnresolvedOrderError(UNKNOWN_OUTCOME + RESOLVE_HINT, proposal_id=proposal_id)
@@ -597,9 +612,11 @@ class Workbench:
     # -- trading state -----------------------------------------------------------------------
 
     def halt(self, reason: str, *, by: str) -> None:
+        self._refuse_if_proposer_only()
         trading_state.set_state(self.log, TradingState.HALTED, reason=reason, by=by)
 
     def reduce(self, reason: str, *, by: str) -> None:
+        self._refuse_if_proposer_only()
         trading_state.set_state(self.log, TradingState.REDUCING, reason=reason, by=by)
 
     def resume(self, reason: str, credential: Credential) -> StateChange:
@@ -613,6 +630,11 @@ class Workbench:
         if self.approvals is None:
             raise ApprovalError(PROPOSER_ONLY)
         return self.approvals
+
+    def _refuse_if_proposer_only(self) -> None:
+        """Trading state and working orders are a person's business, not a proposer's."""
+        if self.authority is None:
+            raise ApprovalError(PROPOSER_ONLY)
 
     # -- views -------------------------------------------------------------------------------
 
@@ -857,10 +879,12 @@ class Workbench:
         self.broker.submit(permit)
 
 
-def _proposed(intent: OrderIntent, broker: str) -> OrderProposed:
+def _proposed(intent: OrderIntent, broker: str, origin: McpOrigin | None = None) -> OrderProposed:
     """The OrderProposed payload of an already-validated intent (its hash computed here)."""
     digest = intent_hash(intent)
-    return OrderProposed.model_construct(intent=intent, intent_hash=digest, broker=broker)
+    return OrderProposed.model_construct(
+        intent=intent, intent_hash=digest, broker=broker, origin=origin
+    )
 
 
 def _is_paper(broker: str | Broker) -> bool:
