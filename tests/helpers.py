@@ -25,11 +25,14 @@ from workbench.events import (
     ApprovalGranted,
     ApprovalRequested,
     BrokerUpdate,
+    OrderOutcomeUnknown,
     OrderProposed,
+    OrderResolved,
     OrderSimulated,
     OrderSubmitted,
     OrderWithdrawn,
     Payload,
+    Resolution,
     RiskGateEvaluated,
 )
 from workbench.lifecycle import advance
@@ -142,6 +145,14 @@ def fake_submission(
     )  # fmt: skip
 
 
+def fake_resolution(order_ref: str, outcome: Resolution = Resolution.NOT_SENT) -> OrderResolved:
+    """A resolution with a made-up MAC: what a forger can write without the approval key."""
+    return OrderResolved(
+        outcome=outcome, broker_order_id=None if outcome is Resolution.NOT_SENT else "B1",
+        order_ref=order_ref, broker="test", approver="mallory", reason="trust me", mac="3" * 64,
+    )  # fmt: skip
+
+
 def payload_for(type_: EventType, intent: OrderIntent, decision: str = "APPROVE") -> Payload:
     """A valid payload of ``type_`` for ``intent`` (grants and submissions are forged ones)."""
     builders: dict[EventType, Any] = {
@@ -154,6 +165,10 @@ def payload_for(type_: EventType, intent: OrderIntent, decision: str = "APPROVE"
         EventType.APPROVAL_EXPIRED: lambda: ApprovalExpired(reason="late", at=EVALUATED_AT),
         EventType.ORDER_SUBMITTED: lambda: fake_submission(intent, "wb:x"),
         EventType.ORDER_WITHDRAWN: lambda: OrderWithdrawn(by="test"),
+        EventType.ORDER_OUTCOME_UNKNOWN: lambda: OrderOutcomeUnknown(
+            order_ref="wb:x", broker="test", broker_answer="nothing", found_by="test"
+        ),
+        EventType.ORDER_RESOLVED: lambda: fake_resolution("wb:x"),
     }
     if type_ in builders:
         made: Payload = builders[type_]()

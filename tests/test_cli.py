@@ -215,11 +215,12 @@ FACADE_COMMANDS = [
     ["submit", "p1", "--token", "t"],
     ["cancel", "p1"],
     ["reconcile"],
+    ["reconcile", "resolve", "p1", "--not-sent", "--approver", "bob"],
     ["resume", "--approver", "bob"],
 ]
 
 
-@pytest.mark.parametrize("command", FACADE_COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("command", FACADE_COMMANDS, ids=lambda c: " ".join(c[:2]))
 def test_every_command_that_marks_positions_takes_the_users_bars(
     home: Path, tmp_path: Path, command: list[str]
 ) -> None:
@@ -228,6 +229,22 @@ def test_every_command_that_marks_positions_takes_the_users_bars(
     args = build_parser().parse_args([*command, "--bars", str(bars), "--home", str(home)])
     with _open(args) as wb:
         assert wb.broker.market.label == "file mine.csv"  # type: ignore[attr-defined]
+
+
+def test_options_given_before_an_action_reach_it(home: Path, tmp_path: Path) -> None:
+    """`reconcile --home H --bars B resolve …` keeps H and B: the action's own options set
+    nothing unless given there (given there, they win)."""
+    bars = tmp_path / "mine.csv"
+    before = ["reconcile", "--home", str(home), "--bars", str(bars), "resolve", "p1"]
+    args = build_parser().parse_args([*before, "--not-sent", "--approver", "bob"])
+    assert (args.home, args.bars, args.broker, args.policy_dir) == (
+        str(home),
+        str(bars),
+        "paper",
+        None,
+    )
+    after = build_parser().parse_args([*before, "--not-sent", "--approver", "bob", "--home", "X"])
+    assert after.home == "X" and after.handler is cli.cmd_reconcile_resolve
 
 
 def test_policy_bars_are_read_relative_to_the_policies_folder(home: Path, tmp_path: Path) -> None:

@@ -89,6 +89,7 @@ def test_cli_from_notebooks_folder_uses_the_projects_home(tmp_path: Path) -> Non
         ["submit", "p1", "--token", "t"],
         ["cancel", "p1"],
         ["reconcile"],
+        ["reconcile", "resolve", "p1", "--not-sent", "--approver", "bob", "--passphrase-stdin"],
         ["approver", "add", "bob", "--passphrase-stdin"],
     ],
     ids=lambda c: " ".join(c[:2]),

@@ -180,7 +180,7 @@ def test_breaker_after_a_weekend_then_the_gate_is_halted(log: AuditLog) -> None:
     book = portfolio(nav="273000", at=monday)
     market = quote(timestamp=monday)
     sim = simulate(order, book, market, PARAMS.costs)
-    past = trading_state.build_history(log, account=ACCOUNT, now=monday, policy=POLICY)
+    past = trading_state.build_history(log, account=ACCOUNT, now=monday, policy=POLICY, key=None)
     state = trading_state.current_state(log, None)
     decision = evaluate(order, sim, book, market, POLICY, state, past, monday)
     assert decision.decision is Decision.REJECT
@@ -269,7 +269,7 @@ def test_history_is_built_from_the_audit_log(log: AuditLog, clock: FixedClock) -
     with log.transaction() as tx:
         filled = payload_for(EventType.ORDER_FILLED, intent())
         advance(tx, "p2", EventType.ORDER_FILLED, filled, actor="test")
-    past = trading_state.build_history(log, account=ACCOUNT, now=NOW, policy=POLICY)
+    past = trading_state.build_history(log, account=ACCOUNT, now=NOW, policy=POLICY, key=None)
     assert [p.nav for p in past.nav_points] == [D(300000), D(290000)]
     assert past.peak() == D(300000)
     assert [(s.symbol, s.side, s.quantity) for s in past.submissions] == [
@@ -277,7 +277,7 @@ def test_history_is_built_from_the_audit_log(log: AuditLog, clock: FixedClock) -
         ("AAPL", Side.SELL, D(5)),
     ]
     assert [w.proposal_id for w in past.working_orders] == ["p1"]
-    other = trading_state.build_history(log, account="DU999", now=NOW, policy=POLICY)
+    other = trading_state.build_history(log, account="DU999", now=NOW, policy=POLICY, key=None)
     assert other.submissions == () and other.nav_points == ()
 
 
@@ -286,7 +286,7 @@ def test_history_with_an_unreadable_submission_fails_closed(log: AuditLog) -> No
     submitted = payload_for(EventType.ORDER_SUBMITTED, intent())
     raw_insert(log, "OrderSubmitted", canonical.dumps(submitted), pid="ghost")
     with pytest.raises(AuditError, match="never proposed"):
-        trading_state.build_history(log, account=ACCOUNT, now=NOW, policy=POLICY)
+        trading_state.build_history(log, account=ACCOUNT, now=NOW, policy=POLICY, key=None)
 
 
 def test_cli_halt_status_resume_round_trip(

@@ -519,7 +519,8 @@ def test_crash_after_consuming_the_token_is_reported_and_never_resent(
     home: Path, clock: FixedClock
 ) -> None:
     """Killed after the token's transaction committed and before the broker call: the next start
-    reports the proposal in reconcile(), records ReconciliationRun, and sends nothing itself."""
+    reports the proposal in reconcile() (recorded UNKNOWN, with ReconciliationRun) and sends
+    nothing itself; it stays listed until an approver resolves it (tests/test_orphans.py)."""
     pid, token = _approved(home, clock)
     ctx = mp.get_context("spawn")
     args = (str(home), str(POLICIES), clock.now().isoformat(), pid, token)
@@ -530,14 +531,14 @@ def test_crash_after_consuming_the_token_is_reported_and_never_resent(
     with open_wb(home, clock, counter_ids(start=100)) as wb:
         assert wb.state(pid) is OrderState.SUBMITTED  # the token was spent
         assert broker_parents(wb) == []
-        assert wb.reconcile() == [pid]
+        assert [o.proposal_id for o in wb.reconcile()] == [pid]
         (run,) = wb.log.events(types=(EventType.RECONCILIATION_RUN,))
         assert run.payload["submitted_without_broker_order"] == [pid]
         with pytest.raises(ApprovalError, match="already used"):
             wb.submit(pid, token)
         assert broker_parents(wb) == [] and wb.broker.orders() == ()
-        assert wb.state(pid) is OrderState.SUBMITTED
+        assert wb.state(pid) is OrderState.UNKNOWN
         assert wb.log.verify().ok
     with open_wb(home, clock, counter_ids(start=200)) as again:  # and the start after that
-        assert again.reconcile() == [pid]
+        assert [o.proposal_id for o in again.reconcile()] == [pid]
         assert broker_parents(again) == []

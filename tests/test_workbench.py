@@ -115,8 +115,10 @@ def test_submit_without_the_right_token_sends_nothing(wb: Workbench) -> None:
 def test_submit_while_halted_then_no_order_reaches_broker_and_token_survives(
     wb: Workbench, how: str
 ) -> None:
-    """Tripped breaker or HALTED: submit refuses, nothing is sent, the token stays unspent
-    (after an approver resumes, the same token still works)."""
+    """Tripped breaker or HALTED: submit refuses, nothing is sent, the token stays unspent.
+    After an approver resumes, the same token works after a halt; after a breaker trip the gate,
+    judged again at submit, still refuses an order that grows exposure on a day down past the
+    daily loss limit (R7)."""
     pid, token = approved(wb)
     if how == "halt":
         wb.halt("operator pulled the plug", by="ops")
@@ -134,8 +136,13 @@ def test_submit_while_halted_then_no_order_reaches_broker_and_token_survives(
         wb.resume("looked into it", Credential(APPROVER, "wrong passphrase!"))
     assert wb.trading_state() is TradingState.HALTED
     wb.resume("looked into it", CREDENTIAL)
-    assert wb.submit(pid, token) is OrderState.FILLED
-    assert parent_orders(wb) == [pid]
+    if how == "halt":
+        assert wb.submit(pid, token) is OrderState.FILLED
+        assert parent_orders(wb) == [pid]
+        return
+    with pytest.raises(ApprovalError, match=r"R7_DAILY_LOSS: down 9\.09% on the day"):
+        wb.submit(pid, token)
+    assert parent_orders(wb) == [] and wb.state(pid) is OrderState.RISK_REJECTED
 
 
 def test_reducing_refuses_an_opening_order_but_sends_a_reducing_one(wb: Workbench) -> None:
@@ -211,23 +218,23 @@ def test_stale_decision_is_rechecked_on_fresh_data_before_sending(
     assert wb.state(pid) is OrderState.FILLED  # the re-check did not move the lifecycle
 
 
-def test_stale_decision_rejected_on_recheck_is_refused_and_stays_refused(
+def test_stale_decision_rejected_on_recheck_is_refused_for_good(
     wb: Workbench, clock: FixedClock
 ) -> None:
     """A fresh re-run saying REJECT (the same order was just sent) refuses the submit, sends
-    nothing — and retrying at once, the re-check now fresh, is refused too."""
+    nothing and is recorded as the proposal's final verdict: retrying is refused too."""
     first, first_token = approved(wb)
     twin, twin_token = approved(wb)  # the same intent: both approved, only one may go
     wb.submit(first, first_token)
     clock.advance(timedelta(seconds=wb.policy.freshness.max_quote_age_seconds + 1))
-    with pytest.raises(ApprovalError, match="re-run on fresh data"):
+    with pytest.raises(ApprovalError, match=r"on a fresh quote.*rejects it for good"):
         wb.submit(twin, twin_token)
-    (recheck,) = _rechecks(wb, twin)
-    assert recheck["decision"] == "REJECT"
-    with pytest.raises(ApprovalError, match="REJECT"):
+    final = wb.log.events(proposal_id=twin, types=(EventType.RISK_GATE_EVALUATED,))[-1]
+    assert (final.payload["decision"], final.payload["transition"]) == ("REJECT", True)
+    with pytest.raises(ApprovalError, match="RISK_REJECTED"):
         wb.submit(twin, twin_token)
     assert parent_orders(wb) == [first]
-    assert wb.state(twin) is OrderState.APPROVAL_GRANTED
+    assert wb.state(twin) is OrderState.RISK_REJECTED
 
 
 def test_a_policy_change_after_approval_invalidates_the_token(

@@ -47,7 +47,7 @@ from workbench.events import (
 )
 from workbench.lifecycle import OrderState, advance
 from workbench.models import AccountId, Decision, Sha256Hex, SubmitPermit, TradingState
-from workbench.policy import RiskPolicy, load_policy
+from workbench.policy import RiskPolicy, load_policy, policy_hash
 from workbench.records import ProposalRecord
 
 PROPOSAL_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -241,6 +241,35 @@ class Approvals:
 
     # -- consume -------------------------------------------------------------------------------
 
+    def check_token(self, proposal_id: str, token: str) -> ProposalRecord:
+        """Refuse a token that could not be spent on ``proposal_id`` now — malformed, a bad MAC,
+        another proposal's, already used, expired, not the latest grant's, issued under another
+        policy than the one on file, or the proposal not approved and unused — reading only:
+        nothing is recorded. Returns the proposal's record. :meth:`consume` checks it all again
+        under the write lock."""
+        _check_proposal_id(proposal_id)
+        self.authority.require_private("submit")
+        key = self.authority.key.load()
+        claims, judged, _ = self._spendable(proposal_id, token, key, self.clock.now())
+        if claims.policy_hash != policy_hash(self.policy):
+            raise ApprovalError(
+                "token refused: the risk policy changed since the approval", proposal_id=proposal_id
+            )
+        return judged.record
+
+    def _spendable(
+        self, proposal_id: str, token: str, key: bytes, now: datetime
+    ) -> tuple[TokenClaims, _Judged, ApprovalGranted]:
+        """The token's claims, the proposal and its grant, when the token may be spent at
+        ``now``; an ApprovalError saying why not otherwise. Reads only."""
+        claims = _verify(key, token, proposal_id)
+        used = self.log.conn.execute("SELECT 1 FROM token_uses WHERE token_id = ?", (claims.nonce,))
+        if used.fetchone() is not None:
+            raise ApprovalError("token refused: already used", proposal_id=proposal_id)
+        judged = _load(self.log, proposal_id)
+        grant = self._check_consumable(proposal_id, judged, claims, token, key, now)
+        return claims, judged, grant
+
     def consume(
         self, tx: Transaction, proposal_id: str, token: str, *, order_ref: str, actor: str = ACTOR
     ) -> SubmitPermit:
@@ -252,13 +281,8 @@ class Approvals:
             raise ApprovalError("order_ref must be 1 to 128 characters", proposal_id=proposal_id)
         self.authority.require_private("submit")
         key = self.authority.key.load()
-        claims = _verify(key, token, proposal_id)
-        used = tx.execute("SELECT 1 FROM token_uses WHERE token_id = ?", (claims.nonce,))
-        if used.fetchone() is not None:
-            raise ApprovalError("token refused: already used", proposal_id=proposal_id)
-        judged = _load(tx.log, proposal_id)
         now = self.clock.now()  # the one instant the token is checked and recorded as spent at
-        grant = self._check_consumable(proposal_id, judged, claims, token, key, now)
+        claims, judged, grant = self._spendable(proposal_id, token, key, now)
         change = trading_state.read_state(tx.log, self.authority.key)
         if change.state is TradingState.HALTED:
             raise ApprovalError(f"trading is HALTED ({change.reason})", proposal_id=proposal_id)

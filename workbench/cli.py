@@ -349,17 +349,34 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 @_fails_cleanly
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    """Report proposals whose token was spent but that the broker never received."""
+    """List orders of unknown outcome (a token spent, no broker acknowledgement): each is
+    recorded UNKNOWN, never re-sent, and blocks its symbol until an approver resolves it."""
 
     with _open(args) as wb:
-        stuck = wb.reconcile()
-    if not stuck:
-        print("reconciled: every submitted proposal is known to the broker")
+        found = wb.reconcile()
+        broker = wb.label
+    if not found:
+        print("reconciled: the broker holds the order of every spent token")
         return EXIT_OK
-    print("submitted but unknown to the broker (NOT re-sent; check and cancel by hand):")
-    for pid in stuck:
-        print(f"  {pid}")
+    print(cli_format.orphans_text(found, broker, width=cli_format.terminal_width()))
     return EXIT_REFUSED
+
+
+@_fails_cleanly
+def cmd_reconcile_resolve(args: argparse.Namespace) -> int:
+    """Resolve an order of unknown outcome, as an approver, after looking at the broker:
+    --not-sent (it holds no order with the proposal's orderRef) or --sent-as BROKER_ORDER_ID
+    (it holds that order, with that orderRef). Checked against the broker; recorded."""
+    from workbench.events import Resolution
+
+    outcome = Resolution.NOT_SENT if args.not_sent else Resolution.SENT
+    credential = _credential(args.approver, args.passphrase_stdin)
+    with _open(args) as wb:
+        state = wb.resolve(
+            args.proposal_id, credential, outcome, broker_order_id=args.sent_as, reason=args.reason
+        )
+    print(f"{args.proposal_id}: {state.value} (resolved by {args.approver}: {outcome.value})")
+    return EXIT_OK
 
 
 # -- the home's health --------------------------------------------------------------------------
@@ -555,45 +572,49 @@ def _add_mcp(
 # -- the parser ----------------------------------------------------------------------------------
 
 
-def _common() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+def _common(*, nested: bool = False) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The home option, and every option of a command that opens the facade. ``nested``: for
+    an action under a command that has them too (``reconcile resolve``): given there they set
+    the value, else they leave the command's own untouched."""
+    unset = argparse.SUPPRESS if nested else None
     home = argparse.ArgumentParser(add_help=False)
     home.add_argument(
         "--home",
-        default=None,
+        default=unset,
         help=f"workbench home folder (default: ${HOME_ENV}, else the project's runs/)",
     )
     full = argparse.ArgumentParser(add_help=False, parents=[home])
     full.add_argument(
         "--policy-dir",
-        default=None,
+        default=unset,
         help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
     )
     full.add_argument(
         "--broker",
-        default="paper",
+        default=unset or "paper",
         choices=["paper", "ibkr"],
         help="paper (simulated, the default) or ibkr (an IBKR paper account via IB Gateway/TWS)",
     )
     full.add_argument(
         "--bars",
-        default=None,
+        default=unset,
         help="your own daily bars CSV/Parquet for the paper broker"
         " (default: the policy's market_data.bars, else seeded synthetic bars)",
     )
-    _add_ibkr_connection(full)
+    _add_ibkr_connection(full, unset)
     return home, full
 
 
-def _add_ibkr_connection(parser: argparse.ArgumentParser) -> None:
+def _add_ibkr_connection(parser: argparse.ArgumentParser, unset: str | None = None) -> None:
     ibkr = parser.add_argument_group(
         "IBKR connection (--broker ibkr; default: policies/broker.yaml)"
     )
-    ibkr.add_argument("--host", default=None, help="IB Gateway/TWS host (127.0.0.1)")
+    ibkr.add_argument("--host", default=unset, help="IB Gateway/TWS host (127.0.0.1)")
     ibkr.add_argument(
-        "--port", type=int, default=None, help="API port: 4002 IB Gateway paper, 7497 TWS paper"
+        "--port", type=int, default=unset, help="API port: 4002 IB Gateway paper, 7497 TWS paper"
     )
     ibkr.add_argument(
-        "--client-id", type=int, default=None, help="API client id, unique per connection"
+        "--client-id", type=int, default=unset, help="API client id, unique per connection"
     )
 
 
@@ -636,7 +657,31 @@ def _add_order_commands(
     cancel = _add(sub, "cancel", cmd_cancel, full)
     cancel.add_argument("proposal_id")
     cancel.add_argument("--by", default=None, help="who (default: the OS user name)")
-    _add(sub, "reconcile", cmd_reconcile, full)
+    _add_reconcile(sub, full)
+
+
+def _add_reconcile(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], full: argparse.ArgumentParser
+) -> None:
+    """``reconcile`` lists; ``reconcile resolve`` resolves. The resolve action takes the same
+    options, which set nothing unless given there (so ``reconcile --home H resolve …`` keeps H)."""
+    reconcile = _add(sub, "reconcile", cmd_reconcile, full)
+    _, nested = _common(nested=True)
+    actions = reconcile.add_subparsers(dest="reconcile_command", metavar="ACTION")
+    resolve = _add(actions, "resolve", cmd_reconcile_resolve, nested)
+    resolve.add_argument("proposal_id", help="the proposal whose outcome is unknown")
+    outcome = resolve.add_mutually_exclusive_group(required=True)
+    outcome.add_argument(
+        "--not-sent", action="store_true", help="the broker holds no order with its orderRef"
+    )
+    outcome.add_argument(
+        "--sent-as", metavar="BROKER_ORDER_ID", help="the broker's order with its orderRef"
+    )
+    resolve.add_argument("--approver", required=True, help="your approver name")
+    resolve.add_argument(
+        "--reason", default="checked at the broker by an approver", help="why (recorded)"
+    )
+    resolve.add_argument("--passphrase-stdin", action="store_true", help="passphrase from stdin")
 
 
 def _add_state_commands(

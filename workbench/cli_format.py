@@ -12,6 +12,9 @@ import pandas as pd
 from workbench import fmt
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from workbench.orphans import Orphan
     from workbench.ticket import Execution
 
 WIDTH = 100
@@ -88,3 +91,23 @@ def submit_text(proposal_id: str, broker: str, state: str, execution: Execution 
             f"stop:       {execution.stop}",
         ]
     return "\n".join(lines)
+
+
+def orphans_text(found: Sequence[Orphan], broker: str, *, width: int = WIDTH) -> str:
+    """What ``workbench reconcile`` prints: each order of unknown outcome with what is known
+    (order, account, orderRef, when its token was spent, the broker's answer), then how to
+    resolve one. Every line fits ``width`` columns, wrapped, never cut."""
+    out = [f"orders of unknown outcome at {broker} (never re-sent; each blocks its symbol):"]
+    for o in found:
+        order = f"{o.side.value} {fmt.quantity(o.quantity)} {o.symbol}"
+        out += fmt.wrap(f"{o.proposal_id}  {order}  account {o.account}  {o.state.value}", width)
+        out += fmt.wrap(f"orderRef {o.order_ref}; token spent {fmt.ny(o.spent_at)}", width, "    ")
+        out += fmt.wrap(f"broker's answer: {o.broker_answer}", width, "    ")
+    out += [
+        "An approver resolves each after looking at the broker:",
+        "  workbench reconcile resolve ID --not-sent --approver NAME",
+        "      (the broker holds no order with its orderRef)",
+        "  workbench reconcile resolve ID --sent-as BROKER_ORDER_ID --approver NAME",
+        "      (the broker holds that order, with its orderRef)",
+    ]
+    return "\n".join(out)

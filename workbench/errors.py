@@ -210,3 +210,14 @@ class OrderOutcomeUnknownError(BrokerError):
         super().__init__(f"{proposal_id}: {reason}")
         self.reason = reason
         self.proposal_id = proposal_id
+
+
+class UnresolvedOrderError(WorkbenchError, RuntimeError):
+    """An order of unknown outcome (its token spent, no broker acknowledgement) asked to do what
+    only a resolution may (a cancel), or a resolution the broker contradicts or that does not
+    apply (the order's outcome is known)."""
+
+    def __init__(self, reason: str, *, proposal_id: str) -> None:
+        super().__init__(f"{proposal_id}: {reason}")
+        self.proposal_id = proposal_id
+        self.reason = reason

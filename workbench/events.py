@@ -48,7 +48,7 @@ from workbench.models import (
     TradingState,
     Violation,
 )
-from workbench.orders import BrokerOrder, Fill, OrderRef, ProposalId
+from workbench.orders import BrokerOrder, Fill, OrderId, OrderRef, ProposalId
 
 
 class EventType(StrEnum):
@@ -85,6 +85,8 @@ class EventType(StrEnum):
     DAILY_RUN_FINISHED = "DailyRunFinished"
     APPROVAL_CREDENTIAL_REFUSED = "ApprovalCredentialRefused"
     BROKER_CONNECTED = "BrokerConnected"
+    ORDER_OUTCOME_UNKNOWN = "OrderOutcomeUnknown"
+    ORDER_RESOLVED = "OrderResolved"
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -274,6 +276,50 @@ class BrokerUpdate(Payload):
 
 class OrderWithdrawn(Payload):
     by: Name
+
+
+class OrderOutcomeUnknown(Payload):
+    """A spent token whose order no broker acknowledged: sent or not, nobody knows (a crash
+    between the token's transaction and the broker call, found by reconcile; an order whose
+    answer a reconnect lost). ``broker_answer`` is what the broker said, if anything. The
+    proposal stays UNKNOWN, and its symbol blocked (R13), until an approver resolves it."""
+
+    order_ref: OrderRef
+    broker: Name
+    broker_answer: Reason
+    found_by: Name
+
+
+class Resolution(StrEnum):
+    """What an approver found at the broker about an order of unknown outcome."""
+
+    NOT_SENT = "NOT_SENT"  # the broker holds no order for its order_ref: it never went
+    SENT = "SENT"  # the broker holds it (``broker_order_id``), with that order_ref
+
+
+class OrderResolved(Payload):
+    """An approver, whose credential was verified, resolved an order of unknown outcome, after
+    the broker was asked (NOT_SENT: it held no order for ``order_ref``; SENT: it held
+    ``broker_order_id`` for it). ``mac`` is the approval key's HMAC over every other field and
+    the proposal id: a resolution written any other way does not unblock the symbol."""
+
+    outcome: Resolution
+    broker_order_id: OrderId | None
+    order_ref: OrderRef
+    broker: Name
+    approver: ApproverName
+    reason: Reason
+    mac: Sha256Hex
+
+    @model_validator(mode="after")
+    def _sent_names_its_order(self) -> Self:
+        if (self.outcome is Resolution.SENT) != (self.broker_order_id is not None):
+            raise ValueError("broker_order_id: named exactly when the order was sent")
+        return self
+
+    def signed(self, proposal_id: str) -> dict[str, Any]:
+        """What the MAC covers: every field but the MAC itself, and the proposal id."""
+        return {**self.model_dump(exclude={"mac"}), "proposal_id": proposal_id}
 
 
 class PermitRefused(Payload):
@@ -469,6 +515,8 @@ PAYLOADS: Mapping[EventType, type[Frozen]] = {
     EventType.DAILY_RUN_FINISHED: DailyRun,
     EventType.APPROVAL_CREDENTIAL_REFUSED: ApprovalCredentialRefused,
     EventType.BROKER_CONNECTED: BrokerConnected,
+    EventType.ORDER_OUTCOME_UNKNOWN: OrderOutcomeUnknown,
+    EventType.ORDER_RESOLVED: OrderResolved,
 }
 
 
@@ -498,6 +546,8 @@ _ORDER_EVENTS = (
     EventType.ORDER_CANCELLED,
     EventType.ORDER_REJECTED,
     EventType.ORDER_WITHDRAWN,
+    EventType.ORDER_OUTCOME_UNKNOWN,
+    EventType.ORDER_RESOLVED,
 )
 GUARDED: Mapping[EventType, WritePath] = {
     **{t: WritePath.ORDER for t in _ORDER_EVENTS},

@@ -26,6 +26,8 @@ from workbench.events import (
     ApproverRemoved,
     BrokerUpdate,
     KillSwitchActivated,
+    OrderResolved,
+    Resolution,
     RiskGateEvaluated,
     WritePath,
 )
@@ -50,6 +52,8 @@ class OrderState(StrEnum):
     CANCELLED = "CANCELLED"
     REJECTED = "REJECTED"
     WITHDRAWN = "WITHDRAWN"
+    UNKNOWN = "UNKNOWN"  # the token was spent, no broker acknowledged it: sent or not, unknown
+    NOT_SENT = "NOT_SENT"  # an UNKNOWN that an approver found the broker never received
 
 
 S = OrderState
@@ -63,12 +67,18 @@ TERMINAL_STATES = frozenset(
         S.CANCELLED,
         S.REJECTED,
         S.WITHDRAWN,
+        S.NOT_SENT,
     }
 )
 # States in which the broker may hold a working order for the proposal.
 WORKING_STATES = frozenset({S.SUBMITTED, S.PENDING_CONFIRMATION, S.CONFIRMED, S.PARTIALLY_FILLED})
 # States reached only after a token was spent (the broker's own updates may follow).
-SENT_STATES = WORKING_STATES | {S.FILLED, S.CANCELLED, S.REJECTED}
+SENT_STATES = WORKING_STATES | {S.FILLED, S.CANCELLED, S.REJECTED, S.UNKNOWN}
+# What may become of an order whose outcome is unknown: what its broker reports after all (a
+# reconnect that finds it), or an approver's resolution (NOT_SENT, or CONFIRMED: the broker holds
+# it). The same for an orphan of a crash (reconcile) and an order a reconnect lost (IBKR).
+_AFTER_UNKNOWN = frozenset({S.NOT_SENT, S.CONFIRMED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED,
+                            S.REJECTED})  # fmt: skip
 # States in which a submit-time re-check of the gate may be recorded (it moves no state).
 RECHECKABLE = frozenset({S.RISK_APPROVED, S.RISK_REVIEW, S.APPROVAL_REQUESTED, S.APPROVAL_GRANTED})
 
@@ -81,15 +91,25 @@ TRANSITIONS: Mapping[OrderState | None, frozenset[OrderState]] = {
     S.APPROVAL_REQUESTED: frozenset(
         {S.APPROVAL_GRANTED, S.APPROVAL_DENIED, S.APPROVAL_EXPIRED, S.WITHDRAWN}
     ),
-    S.APPROVAL_GRANTED: frozenset({S.SUBMITTED, S.APPROVAL_EXPIRED, S.WITHDRAWN}),
+    # RISK_REJECTED: the gate, judging it again at submit, refused it (final).
+    S.APPROVAL_GRANTED: frozenset({S.SUBMITTED, S.APPROVAL_EXPIRED, S.WITHDRAWN, S.RISK_REJECTED}),
     S.SUBMITTED: frozenset(
-        {S.PENDING_CONFIRMATION, S.CONFIRMED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED}
+        {
+            S.PENDING_CONFIRMATION,
+            S.CONFIRMED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.CANCELLED,
+            S.REJECTED,
+            S.UNKNOWN,
+        }
     ),
     S.PENDING_CONFIRMATION: frozenset(
-        {S.CONFIRMED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED}
+        {S.CONFIRMED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.UNKNOWN}
     ),
-    S.CONFIRMED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED}),
-    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED}),
+    S.CONFIRMED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.UNKNOWN}),
+    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.UNKNOWN}),
+    S.UNKNOWN: _AFTER_UNKNOWN,
     **{state: frozenset() for state in TERMINAL_STATES},
 }
 
@@ -108,9 +128,12 @@ _EVENT_STATE: Mapping[str, OrderState] = {
     EventType.ORDER_CANCELLED: S.CANCELLED,
     EventType.ORDER_REJECTED: S.REJECTED,
     EventType.ORDER_WITHDRAWN: S.WITHDRAWN,
+    EventType.ORDER_OUTCOME_UNKNOWN: S.UNKNOWN,
 }
 # Event types (besides RiskGateEvaluated) that move a proposal's state.
-STATE_EVENT_TYPES: tuple[str, ...] = tuple(_EVENT_STATE)
+STATE_EVENT_TYPES: tuple[str, ...] = (*_EVENT_STATE, EventType.ORDER_RESOLVED)
+# Event types whose payload says which state they move to.
+_READ_PAYLOAD = (EventType.RISK_GATE_EVALUATED, EventType.ORDER_RESOLVED)
 
 _DECISION_STATE: Mapping[Decision, OrderState] = {
     Decision.APPROVE: S.RISK_APPROVED,
@@ -129,12 +152,17 @@ def state_after(type_: str, payload: Frozen | None) -> OrderState | None:
         if not isinstance(payload, RiskGateEvaluated):
             raise TypeError("a RiskGateEvaluated event needs its typed payload")
         return _DECISION_STATE[payload.decision] if payload.transition else None
+    if type_ == EventType.ORDER_RESOLVED:
+        if not isinstance(payload, OrderResolved):
+            raise TypeError("an OrderResolved event needs its typed payload")
+        return S.NOT_SENT if payload.outcome is Resolution.NOT_SENT else S.CONFIRMED
     return _EVENT_STATE.get(type_)
 
 
 def event_state(event: Event) -> OrderState | None:
-    """:func:`state_after` of a stored event (only a gate verdict's payload is read)."""
-    if event.type == EventType.RISK_GATE_EVALUATED:
+    """:func:`state_after` of a stored event (only a gate verdict's and a resolution's payload
+    are read)."""
+    if event.type in _READ_PAYLOAD:
         return state_after(event.type, event.data)
     return _EVENT_STATE.get(event.type)
 

@@ -33,6 +33,8 @@ from workbench.workbench import Credential, Workbench
 PENDING = (OrderState.APPROVAL_REQUESTED,)
 SUBMITTABLE = (OrderState.APPROVAL_GRANTED,)
 _RECENT = (
+    OrderState.UNKNOWN,  # sent or not, unknown: `workbench reconcile` shows how to resolve it
+    OrderState.NOT_SENT,
     OrderState.SUBMITTED,
     OrderState.PENDING_CONFIRMATION,
     OrderState.CONFIRMED,

@@ -16,18 +16,22 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from workbench.audit import AuditLog, Event, EventType
+from workbench.canonical import utc_iso
 from workbench.errors import AuditError, UnknownProposalError
 from workbench.events import (
     ApprovalDenied,
     ApprovalGranted,
     BrokerUpdate,
+    MarketSnapshotTaken,
+    OrderOutcomeUnknown,
     OrderProposed,
+    OrderResolved,
     OrderSimulated,
     OrderSubmitted,
     RiskGateEvaluated,
 )
 from workbench.lifecycle import OrderState, event_state
-from workbench.models import Frozen, OrderIntent, SimResult
+from workbench.models import Frozen, MarketSnapshot, OrderIntent, SimResult
 from workbench.orders import Fill
 
 P = TypeVar("P", bound=Frozen)
@@ -62,6 +66,8 @@ class ProposalRecord:
     denial: At[ApprovalDenied] | None
     submission: At[OrderSubmitted] | None
     updates: tuple[At[BrokerUpdate], ...]  # the broker's, parent and bracket children
+    unknown: At[OrderOutcomeUnknown] | None = None  # its outcome was found unknown
+    resolution: At[OrderResolved] | None = None  # an approver's answer to that
 
     @property
     def intent(self) -> OrderIntent:
@@ -111,6 +117,8 @@ def fold(found: Iterable[Event]) -> ProposalRecord | None:
     grant: At[ApprovalGranted] | None = None
     denial: At[ApprovalDenied] | None = None
     submission: At[OrderSubmitted] | None = None
+    unknown: At[OrderOutcomeUnknown] | None = None
+    resolution: At[OrderResolved] | None = None
     updates: list[At[BrokerUpdate]] = []
     proposal_id = correlation_id = None
     for event in found:
@@ -134,6 +142,10 @@ def fold(found: Iterable[Event]) -> ProposalRecord | None:
                 submission = _at(event, data)
             case BrokerUpdate():
                 updates.append(_at(event, data))
+            case OrderOutcomeUnknown():
+                unknown = _at(event, data)
+            case OrderResolved():
+                resolution = _at(event, data)
     if proposed is None or state is None or proposal_id is None:
         return None
     return ProposalRecord(
@@ -148,6 +160,8 @@ def fold(found: Iterable[Event]) -> ProposalRecord | None:
         denial=denial,
         submission=submission,
         updates=tuple(updates),
+        unknown=unknown,
+        resolution=resolution,
     )
 
 
@@ -160,6 +174,53 @@ def load(log: AuditLog, proposal_id: str, *, until_seq: int | None = None) -> Pr
     if record is None:
         raise UnknownProposalError(proposal_id)
     return record
+
+
+_OPEN_SQL = (
+    "SELECT DISTINCT proposal_id FROM events WHERE type = ? AND proposal_id IS NOT NULL"
+    " AND proposal_id NOT IN (SELECT proposal_id FROM events WHERE type IN (?, ?, ?)"
+    " AND proposal_id IS NOT NULL)"
+)
+
+
+def spent_and_open(log: AuditLog) -> list[ProposalRecord]:
+    """The records of proposals whose token was spent and that no filled, cancelled or rejected
+    event closed: working, of unknown outcome, or resolved as never sent (oldest first).
+
+    A submission whose proposal cannot be read is an AuditError: never a record with holes."""
+    closed = (EventType.ORDER_FILLED, EventType.ORDER_CANCELLED, EventType.ORDER_REJECTED)
+    params = (EventType.ORDER_SUBMITTED.value, *(t.value for t in closed))
+    found = []
+    for (proposal_id,) in log.conn.execute(_OPEN_SQL, params).fetchall():
+        try:
+            found.append(load(log, proposal_id))
+        except UnknownProposalError:
+            raise AuditError(f"proposal {proposal_id} was submitted but never proposed") from None
+    return found
+
+
+_QUOTE_SQL = (
+    "SELECT seq, ts, type, proposal_id, correlation_id, actor, payload, prev_hash, hash"
+    " FROM events WHERE type = ? AND seq < ?"
+    " AND json_extract(payload, '$.quote.instrument.symbol') = ?"
+    " AND json_extract(payload, '$.quote.timestamp') = ?"
+    " ORDER BY seq DESC LIMIT 1"
+)
+
+
+def judged_quote(log: AuditLog, record: ProposalRecord) -> MarketSnapshot | None:
+    """The quote the proposal's latest decision was made on: the newest MarketSnapshotTaken
+    before it for its symbol and with the decision's ``market_ts``; None when there is none (a
+    fault, or a quote never recorded)."""
+    decided = record.decision
+    if decided is None or decided.data.market_ts is None:
+        return None
+    params = (EventType.MARKET_SNAPSHOT_TAKEN.value, decided.seq, record.intent.symbol,
+              utc_iso(decided.data.market_ts))  # fmt: skip
+    row = log.conn.execute(_QUOTE_SQL, params).fetchone()
+    if row is None:
+        return None
+    return Event(*row).data_as(MarketSnapshotTaken).quote
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,7 +201,7 @@ CHECKS: dict[RuleId, tuple[str, Figure, Figure]] = {
         lambda f: (
             "not sent in the last "
             + fmt.duration(f.policy.flow.duplicate_window_seconds)
-            + ", not working"
+            + ", not working, no order of unknown outcome on the symbol"
         ),
     ),
     RuleId.R14_ORDER_RATE: (

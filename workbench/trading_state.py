@@ -26,11 +26,12 @@ handed a history with holes in it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from workbench import keys, records
+from workbench import keys, orphans, records
 from workbench.audit import AuditLog, Event, EventType
 from workbench.authority import Authority, Credential
 from workbench.canonical import utc_iso
@@ -40,16 +41,22 @@ from workbench.errors import (
     ConfigError,
     IllegalTransitionError,
     TradingHaltedError,
-    UnknownProposalError,
 )
 from workbench.events import (
     CircuitBreakerTripped,
     KillSwitchActivated,
     KillSwitchReleased,
+    OrderProposed,
+    OrderResolved,
     OrderSubmitted,
+    Resolution,
 )
 from workbench.keys import ApprovalKey
-from workbench.lifecycle import TRADING_STATE_EVENTS, WORKING_STATES, change_trading_state
+from workbench.lifecycle import (
+    TRADING_STATE_EVENTS,
+    WORKING_STATES,
+    change_trading_state,
+)
 from workbench.lifecycle import record_snapshot as _record_snapshot
 from workbench.models import OrderIntent, PortfolioSnapshot, TradingState
 from workbench.policy import CircuitBreakerConfig, RiskPolicy
@@ -71,11 +78,6 @@ STATE_TYPES = TRADING_STATE_EVENTS
 _NAV_SQL = (
     "SELECT json_extract(payload, '$.net_liquidation'), json_extract(payload, '$.timestamp')"
     " FROM events WHERE type = ? AND json_extract(payload, '$.account') = ? AND ts >= ?"
-)
-_OPEN_SQL = (
-    "SELECT DISTINCT proposal_id FROM events WHERE type = ? AND proposal_id IS NOT NULL"
-    " AND proposal_id NOT IN (SELECT proposal_id FROM events WHERE type IN (?, ?, ?)"
-    " AND proposal_id IS NOT NULL)"
 )
 
 
@@ -272,9 +274,14 @@ def _trip(log: AuditLog, check: BreakerCheck, account: str) -> None:
 # -- the gate's history --------------------------------------------------------------------------
 
 
-def build_history(log: AuditLog, *, account: str, now: datetime, policy: RiskPolicy) -> History:
+def build_history(
+    log: AuditLog, *, account: str, now: datetime, policy: RiskPolicy, key: ApprovalKey | None
+) -> History:
     """NAV points of the trading day (from the previous session's open), the all-time NAV
-    peak, recent submissions and working orders."""
+    peak, recent submissions, working orders and orders of unknown outcome.
+
+    With the home's ``key``, an order counts as resolved only by a resolution whose MAC
+    verifies (see ``workbench.orphans``); with None (a read-only handle), as recorded."""
     window = max(policy.flow.duplicate_window_seconds, 60)
     points = nav_points(log, account, trading_day(now).previous_open)
     peak = max((p.nav for p in nav_points(log, account) if p.at <= now), default=None)
@@ -283,49 +290,84 @@ def build_history(log: AuditLog, *, account: str, now: datetime, policy: RiskPol
     submitted = log.events(
         types=(EventType.ORDER_SUBMITTED,), since=now - timedelta(seconds=window + 60)
     )
-    submissions = [_submission(log, e) for e in submitted]
+    secret = None if key is None else key.load_if_present()
+    working, unresolved = _open_orders(log, account, secret, checked=key is not None)
     return History(
         nav_points=tuple(p for p in points if p.at <= now),
         nav_peak=peak,
-        submissions=tuple(s for s, acct in submissions if acct == account),
-        working_orders=_working_orders(log, account),
+        submissions=_submissions(log, submitted, account, secret, checked=key is not None),
+        working_orders=working,
+        unresolved=unresolved,
     )
 
 
-def _submission(log: AuditLog, event: Event) -> tuple[Submission, str]:
-    """A submission at the market time its token was spent (a replay's day; the event itself
-    carries the wall-clock time it was written), for R13 and R14 to compare with the gate's now."""
-    intent = _intent_of(log, event.proposal_id)
-    at = event.data_as(OrderSubmitted).spent_at
-    sub = Submission(at, intent.symbol, intent.side, intent.quantity, event.proposal_id)
-    return sub, intent.account
-
-
-def _working_orders(log: AuditLog, account: str) -> tuple[WorkingOrder, ...]:
-    terminal = (EventType.ORDER_FILLED, EventType.ORDER_CANCELLED, EventType.ORDER_REJECTED)
-    params = (EventType.ORDER_SUBMITTED.value, *(t.value for t in terminal))
-    working: list[WorkingOrder] = []
-    for (proposal_id,) in log.conn.execute(_OPEN_SQL, params).fetchall():
-        record = _record_of(log, proposal_id)
-        if record.state not in WORKING_STATES:
+def _submissions(
+    log: AuditLog, submitted: list[Event], account: str, key: bytes | None, *, checked: bool
+) -> tuple[Submission, ...]:
+    """The account's submissions, each at the market time its token was spent (a replay's day;
+    the event itself carries the wall-clock time it was written), for R13 and R14 to compare
+    with the gate's now; leaving out those an approver resolved as never sent."""
+    intents = _intents(log, [e.proposal_id for e in submitted])
+    never_sent = _never_sent(log, key, checked=checked)
+    found = []
+    for event in submitted:
+        intent = intents[event.proposal_id or ""]
+        if intent.account != account or event.proposal_id in never_sent:
             continue
-        intent = record.intent
-        if intent.account == account:
-            working.append(WorkingOrder(intent.symbol, intent.side, intent.quantity, proposal_id))
-    return tuple(working)
+        at = event.data_as(OrderSubmitted).spent_at
+        found.append(Submission(at, intent.symbol, intent.side, intent.quantity, event.proposal_id))
+    return tuple(found)
 
 
-def _record_of(log: AuditLog, proposal_id: str | None) -> records.ProposalRecord:
-    if proposal_id is None:
+_PROPOSED_SQL = (
+    "SELECT seq, ts, type, proposal_id, correlation_id, actor, payload, prev_hash, hash"
+    " FROM events WHERE type = ? AND proposal_id IN (SELECT value FROM json_each(?))"
+)
+
+
+def _intents(log: AuditLog, proposal_ids: list[str | None]) -> dict[str, OrderIntent]:
+    """The proposed intent of each proposal (one read); a submission whose proposal was never
+    proposed is an AuditError: the gate is never handed a history with holes in it."""
+    if None in proposal_ids:
         raise AuditError("an OrderSubmitted event without a proposal id")
-    try:
-        return records.load(log, proposal_id)
-    except UnknownProposalError:
-        raise AuditError(f"proposal {proposal_id} was submitted but never proposed") from None
+    wanted = json.dumps(sorted({p for p in proposal_ids if p is not None}))
+    rows = log.conn.execute(_PROPOSED_SQL, (EventType.ORDER_PROPOSED.value, wanted)).fetchall()
+    found = {str(row[3]): Event(*row).data_as(OrderProposed).intent for row in rows}
+    for proposal_id in proposal_ids:
+        if proposal_id not in found:
+            raise AuditError(f"proposal {proposal_id} was submitted but never proposed")
+    return found
 
 
-def _intent_of(log: AuditLog, proposal_id: str | None) -> OrderIntent:
-    return _record_of(log, proposal_id).intent
+def _never_sent(log: AuditLog, key: bytes | None, *, checked: bool) -> set[str]:
+    """Proposals an approver resolved as never sent (NOT_SENT is final), by a resolution that
+    verifies with ``key`` when ``checked``."""
+    found = set()
+    for event in log.events(types=(EventType.ORDER_RESOLVED,)):
+        resolved = event.data_as(OrderResolved)
+        if resolved.outcome is not Resolution.NOT_SENT or event.proposal_id is None:
+            continue
+        if not checked or orphans.resolution_verifies(key, event.proposal_id, resolved):
+            found.add(event.proposal_id)
+    return found
+
+
+def _open_orders(
+    log: AuditLog, account: str, secret: bytes | None, *, checked: bool
+) -> tuple[tuple[WorkingOrder, ...], tuple[WorkingOrder, ...]]:
+    """The account's working orders, and its orders of unknown outcome (unresolved)."""
+    working: list[WorkingOrder] = []
+    unresolved: list[WorkingOrder] = []
+    for record in records.spent_and_open(log):
+        intent = record.intent
+        if intent.account != account:
+            continue
+        order = WorkingOrder(intent.symbol, intent.side, intent.quantity, record.proposal_id)
+        if orphans.is_unresolved(record, secret, checked=checked):
+            unresolved.append(order)
+        elif record.state in WORKING_STATES:
+            working.append(order)
+    return tuple(working), tuple(unresolved)
 
 
 def _parse_time(text: str) -> datetime:

@@ -11,16 +11,16 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from workbench import lifecycle, privacy, records, trading_state
+from workbench import cycles, lifecycle, orphans, privacy, records, trading_state
 from workbench.approval import ApprovalGrant, Approvals
-from workbench.audit import AuditLog, EventType
+from workbench.audit import AuditLog, EventType, Transaction
 from workbench.authority import Authority, Credential
 from workbench.bridge import AccountMonitor, order_ref
 from workbench.brokers.base import Broker
@@ -33,7 +33,9 @@ from workbench.errors import (
     MarketDataError,
     SimulationError,
     TradingHaltedError,
+    UnknownOrderError,
     UnknownProposalError,
+    UnresolvedOrderError,
     WorkbenchError,
 )
 from workbench.events import (
@@ -45,6 +47,7 @@ from workbench.events import (
     OrderWithdrawn,
     Payload,
     ReconciliationRun,
+    Resolution,
     RiskGateEvaluated,
 )
 from workbench.home import (
@@ -66,10 +69,14 @@ from workbench.models import (
     OrderIntent,
     PortfolioSnapshot,
     RiskDecision,
+    RuleId,
+    Severity,
     SimResult,
     SubmitPermit,
     TradingState,
+    Violation,
 )
+from workbench.orphans import Orphan
 from workbench.policy import (
     RiskPolicy,
     StrategyParams,
@@ -89,7 +96,13 @@ ACTOR = "workbench"
 UNREADABLE = "UNREADABLE"  # the state shown for a proposal whose events do not validate
 PROPOSER_ONLY = "this workbench was opened read-and-propose only: it holds no approval authority"
 
-__all__ = ["Credential", "Outcome", "ProposalRecord", "WhatIf", "Workbench"]
+UNKNOWN_OUTCOME = "its token was spent and no broker acknowledged it: its outcome is unknown"
+RESOLVE_HINT = (
+    "; an approver resolves it first (workbench reconcile resolve ID --not-sent | --sent-as"
+    " BROKER_ORDER_ID)"
+)
+
+__all__ = ["Credential", "Orphan", "Outcome", "ProposalRecord", "Resolution", "WhatIf", "Workbench"]
 
 
 def new_proposal_id() -> str:
@@ -127,6 +140,19 @@ class _Batch:
     state: TradingState
     now: datetime
     quotes: dict[str, MarketSnapshot] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """What the gate runs on at submit: the account now, and the decision's own quote while it
+    is fresh (``earlier`` is that decision) or a fresh quote (``earlier`` None); the simulation
+    of the intent on both."""
+
+    portfolio: PortfolioSnapshot
+    market: MarketSnapshot
+    sim: SimResult
+    earlier: RiskDecision | None
+    decided_seq: int | None
 
 
 @dataclass
@@ -202,6 +228,7 @@ class Workbench:
         log = AuditLog(root / DB_NAME, log_clock or SystemClock())
         made: Broker | None = None
         try:
+            cycles.ensure(log)
             key = None if proposer_only else ApprovalKey(root)
             if isinstance(broker, str):
                 made = _make_broker(broker, log, clock, key, folder, params, bars_path, connection)
@@ -299,7 +326,7 @@ class Workbench:
         portfolio = self.portfolio(record=False)
         now = self.clock.now()
         history = trading_state.build_history(
-            self.log, account=self.account, now=now, policy=policy
+            self.log, account=self.account, now=now, policy=policy, key=self._key
         )
         state = self.trading_state()
         quotes: dict[str, MarketSnapshot] = {}
@@ -331,16 +358,9 @@ class Workbench:
         ``origin`` names the MCP client and session of a proposal made through the MCP server."""
         self._check_account(intent)
         proposal_id = self.ids()
-        payload = _proposed(intent, self.label, origin)
-        with self.log.transaction() as tx:
-            lifecycle.advance(
-                tx,
-                proposal_id,
-                EventType.ORDER_PROPOSED,
-                payload,
-                actor=actor,
-                correlation_id=correlation_id,
-            )
+        self._record(
+            proposal_id, intent, [], actor=actor, correlation_id=correlation_id, origin=origin
+        )
         return proposal_id
 
     def simulate(self, proposal_id: str) -> SimResult:
@@ -360,7 +380,7 @@ class Workbench:
         self._contexts[proposal_id] = _Context(portfolio, market, sim)
         return sim
 
-    def evaluate(self, proposal_id: str, *, transition: bool = True) -> RiskDecision:
+    def evaluate(self, proposal_id: str) -> RiskDecision:
         """Run the gate on the snapshots behind the simulation; record RiskGateEvaluated."""
         intent = self.intent(proposal_id)
         ctx = self._contexts.get(proposal_id) or self._fresh_context(intent)
@@ -372,16 +392,14 @@ class Workbench:
             ctx.market,
             self.policy,
             self.trading_state(),
-            trading_state.build_history(
-                self.log, account=self.account, now=now, policy=self.policy
-            ),
+            self._history(now),
             now,
         )
         payload = RiskGateEvaluated.of(
             decision,
             market_ts=ctx.market.timestamp,
             portfolio_ts=ctx.portfolio.timestamp,
-            transition=transition,
+            transition=True,
         )
         with self.log.transaction() as tx:
             lifecycle.advance(tx, proposal_id, EventType.RISK_GATE_EVALUATED, payload, actor=ACTOR)
@@ -407,23 +425,33 @@ class Workbench:
     def run_cycle(
         self, intents: Iterable[OrderIntent], *, actor: str, correlation_id: str
     ) -> list[Outcome]:
-        """Run each intent once per ``correlation_id``: a symbol/side already proposed under it
-        is skipped, so running the same day twice does not duplicate proposals."""
-        seen = self._proposed_keys(correlation_id)
+        """Run each intent once per ``correlation_id``: a symbol and side already proposed under
+        it — earlier, after a restart, or by another process running the same cycle at the same
+        moment — is skipped, so a day's cycle makes one set of proposals. SQLite enforces it: a
+        key per cycle, symbol and side, claimed in the transaction that records the proposal
+        (``workbench.cycles``)."""
+        seen = cycles.claimed(self.log, correlation_id)
         fresh = []
         for intent in intents:
             key = (intent.symbol, intent.side.value)
             if key not in seen:
                 seen.add(key)
                 fresh.append(intent)
-        return self._run_batch(fresh, actor=actor, correlation_id=correlation_id)
+        return self._run_batch(fresh, actor=actor, correlation_id=correlation_id, once=True)
 
     def _run_batch(
-        self, intents: list[OrderIntent], *, actor: str, correlation_id: str | None
+        self,
+        intents: list[OrderIntent],
+        *,
+        actor: str,
+        correlation_id: str | None,
+        once: bool = False,
     ) -> list[Outcome]:
         """One account snapshot, one gate history and one quote per symbol for the whole batch;
         each proposal's events (proposed, simulated, judged, approval requested) in one
-        transaction, so a proposal is recorded whole or not at all."""
+        transaction, so a proposal is recorded whole or not at all. With ``once``, an intent
+        whose cycle key another proposal claimed meanwhile is recorded not at all (and left out
+        of the outcomes)."""
         if not intents:
             return []
         for intent in intents:  # refuse a foreign account before anything is written
@@ -431,38 +459,36 @@ class Workbench:
         portfolio = self.portfolio()
         now = self.clock.now()
         batch = _Batch(
-            portfolio=portfolio,
-            history=trading_state.build_history(
-                self.log, account=self.account, now=now, policy=self.policy
-            ),
-            state=self.trading_state(),
-            now=now,
+            portfolio=portfolio, history=self._history(now), state=self.trading_state(), now=now
         )
-        return [
-            self._run_one(intent, batch, actor=actor, correlation_id=correlation_id)
+        outcomes = (
+            self._run_one(intent, batch, actor=actor, correlation_id=correlation_id, once=once)
             for intent in intents
-        ]
+        )
+        return [outcome for outcome in outcomes if outcome is not None]
 
     def _run_one(
-        self, intent: OrderIntent, batch: _Batch, *, actor: str, correlation_id: str | None
-    ) -> Outcome:
+        self,
+        intent: OrderIntent,
+        batch: _Batch,
+        *,
+        actor: str,
+        correlation_id: str | None,
+        once: bool,
+    ) -> Outcome | None:
         proposal_id = self.ids()
-        proposed = _proposed(intent, self.label)
         try:
             quote = batch.quotes.get(intent.symbol) or self.market_snapshot(intent.symbol)
             batch.quotes[intent.symbol] = quote
             sim = simulate_impact(intent, batch.portfolio, quote, self.params.costs)
         except (SimulationError, MarketDataError) as exc:
             fault = f"simulation failed: {exc}"
-            with self.log.transaction() as tx:
-                lifecycle.advance(
-                    tx, proposal_id, EventType.ORDER_PROPOSED, proposed, actor=actor,
-                    correlation_id=correlation_id,
-                )  # fmt: skip
-                lifecycle.advance(
-                    tx, proposal_id, EventType.RISK_GATE_EVALUATED,
-                    RiskGateEvaluated.of_fault(fault), actor=ACTOR,
-                )  # fmt: skip
+            steps: list[tuple[EventType, Payload]] = [
+                (EventType.RISK_GATE_EVALUATED, RiskGateEvaluated.of_fault(fault))
+            ]
+            if not self._record(proposal_id, intent, steps, actor=actor,
+                                correlation_id=correlation_id, once=once):  # fmt: skip
+                return None
             return Outcome(proposal_id, intent, None, OrderState.RISK_REJECTED, fault)
         decision = gate_evaluate(
             intent, sim, batch.portfolio, quote, self.policy, batch.state, batch.history, batch.now
@@ -471,22 +497,47 @@ class Workbench:
             decision, market_ts=quote.timestamp, portfolio_ts=batch.portfolio.timestamp,
             transition=True,
         )  # fmt: skip
-        steps: list[tuple[EventType, Payload]] = [
+        steps = [
             (EventType.ORDER_SIMULATED, OrderSimulated.model_construct(result=sim)),
             (EventType.RISK_GATE_EVALUATED, judged),
         ]
         if decision.decision is not Decision.REJECT:
             steps.append((EventType.APPROVAL_REQUESTED, ApprovalRequested()))
-        with self.log.transaction() as tx:
-            lifecycle.advance(
-                tx, proposal_id, EventType.ORDER_PROPOSED, proposed, actor=actor,
-                correlation_id=correlation_id,
-            )  # fmt: skip
-            for type_, payload in steps:
-                lifecycle.advance(tx, proposal_id, type_, payload, actor=ACTOR)
+        if not self._record(
+            proposal_id, intent, steps, actor=actor, correlation_id=correlation_id, once=once
+        ):
+            return None
         if decision.decision is Decision.REJECT:
             return Outcome(proposal_id, intent, decision, OrderState.RISK_REJECTED)
         return Outcome(proposal_id, intent, decision, self._auto_commit(proposal_id))
+
+    def _record(
+        self,
+        proposal_id: str,
+        intent: OrderIntent,
+        steps: list[tuple[EventType, Payload]],
+        *,
+        actor: str,
+        correlation_id: str | None,
+        once: bool = False,
+        origin: McpOrigin | None = None,
+    ) -> bool:
+        """Record a proposal (with its MCP ``origin``, if any) and its next ``steps`` in one
+        transaction, claiming its cycle key when it has a correlation id; with ``once``, a key
+        already claimed records nothing and returns False."""
+        with self.log.transaction() as tx:
+            if correlation_id is not None:
+                side = intent.side.value
+                fresh = cycles.claim(tx, correlation_id, intent.symbol, side, proposal_id)
+                if once and not fresh:
+                    return False
+            lifecycle.advance(
+                tx, proposal_id, EventType.ORDER_PROPOSED, _proposed(intent, self.label, origin),
+                actor=actor, correlation_id=correlation_id,
+            )  # fmt: skip
+            for type_, payload in steps:
+                lifecycle.advance(tx, proposal_id, type_, payload, actor=ACTOR)
+        return True
 
     def _auto_commit(self, proposal_id: str) -> OrderState:
         """Submit a trivial rebalance with no person when (and only when) the policy allows it.
@@ -524,22 +575,30 @@ class Workbench:
         self._approvals().reject(proposal_id, credential, reason)
 
     def submit(self, proposal_id: str, token: str) -> OrderState:
-        """Re-check state, breaker and freshness; consume the token; then send to the broker."""
+        """Spend the token and send the order, judged again as of now.
+
+        A bogus token (malformed, bad MAC, another proposal's, used, expired) is refused before
+        anything is snapshotted or recorded. Then the trading state, a fresh account snapshot
+        (its NAV recorded: the circuit breaker may trip right here) and the state again. In the
+        transaction that spends the token, under the write lock: the token and the state once
+        more, and the whole gate as of then — the trading state, the window, the account now,
+        the orders actually submitted, working or of unknown outcome (duplicates, rate) — on the
+        decision's own quote while it is fresh, else on a fresh quote (a decision older than the
+        freshness window or from the clock's future). A REJECT there is recorded as the
+        proposal's final verdict (RISK_REJECTED) and nothing is sent. The broker is called after
+        that transaction commits.
+        """
         approvals = self._approvals()
-        intent = self.intent(proposal_id)
-        self._refuse_when_halted(intent)
-        self.portfolio()  # records NAV: the circuit breaker may trip right here
-        self._refuse_when_halted(intent)
-        self._recheck_if_stale(proposal_id, intent)
-        with self.log.transaction() as tx:
-            # Again under the write lock: a halt from another process cannot slip in before it.
-            self._refuse_when_halted(intent)
-            permit = approvals.consume(
-                tx,
-                proposal_id,
-                token,
-                order_ref=order_ref(proposal_id, is_propagated=intent.is_propagated),
-            )
+        record = approvals.check_token(proposal_id, token)  # reads only
+        self._refuse_when_halted(record.intent)
+        portfolio = self.portfolio()  # records NAV: the circuit breaker may trip right here
+        self._refuse_when_halted(record.intent)
+        permit = self._spend(approvals, record, token, self._basis(record, portfolio))
+        if permit is None:  # the decision went stale on the way in: judge it again whole
+            permit = self._spend(approvals, record, token, self._fresh_basis(record, portfolio))
+        if permit is None:
+            why = "the proposal changed while it was being submitted: submit it again"
+            raise ApprovalError(why, proposal_id=proposal_id)
         self._send(permit)
         return self.state(proposal_id)
 
@@ -551,8 +610,14 @@ class Workbench:
         """
         self._refuse_if_proposer_only()
         state = self.state(proposal_id)
+        if state is OrderState.UNKNOWN:
+            raise UnresolvedOrderError(UNKNOWN_OUTCOME + RESOLVE_HINT, proposal_id=proposal_id)
         if state in lifecycle.WORKING_STATES:
-            self.broker.cancel(proposal_id=proposal_id)
+            try:
+                self.broker.cancel(proposal_id=proposal_id)
+            except UnknownOrderError:
+                why = "its token was spent but the broker holds no order for it: run `workbench"
+                raise UnresolvedOrderError(why + " reconcile`", proposal_id=proposal_id) from None
         else:
             withdrawn = OrderWithdrawn(by=actor)
             with self.log.transaction() as tx:
@@ -642,15 +707,43 @@ class Workbench:
             "proposals_by_state": counts,
         }
 
-    def reconcile(self) -> list[str]:
-        """Proposals whose token was spent but the broker never acknowledged (e.g. a crash
-        between the two): reported and recorded, never re-sent on their own."""
-        frame = self.proposals(states=[OrderState.SUBMITTED])
-        known = {o.proposal_id for o in self.broker.orders()}
-        stuck = [pid for pid in frame["proposal_id"] if pid not in known]
-        run = ReconciliationRun(submitted_without_broker_order=tuple(stuck), broker=self.label)
-        self.log.append(EventType.RECONCILIATION_RUN, run, actor=ACTOR)
-        return stuck
+    def reconcile(self) -> list[Orphan]:
+        """Orders of unknown outcome: tokens spent whose order the broker does not hold (a crash
+        between the two, a permit it refused), and those recorded UNKNOWN and not resolved. Each
+        is recorded UNKNOWN (never re-sent; no new order on its symbol until an approver resolves
+        it: :meth:`resolve`) and returned with what is known; the run is recorded."""
+        held = self.broker.orders()
+        key = self._key
+        secret = None if key is None else key.load_if_present()
+        with self.log.transaction() as tx:
+            found = orphans.find(self.log, held, secret, checked=key is not None)
+            for orphan in found:
+                orphans.declare(tx, orphan, broker=self.label)
+            ids = tuple(o.proposal_id for o in found)
+            run = ReconciliationRun(submitted_without_broker_order=ids, broker=self.label)
+            tx.append(EventType.RECONCILIATION_RUN, run, actor=ACTOR)
+        return [orphans.declared(o) for o in found]
+
+    def resolve(
+        self,
+        proposal_id: str,
+        credential: Credential,
+        outcome: Resolution,
+        *,
+        broker_order_id: str | None = None,
+        reason: str,
+    ) -> OrderState:
+        """An approver resolves an order of unknown outcome after looking at the broker:
+        NOT_SENT (the broker holds no order with its orderRef), or SENT as ``broker_order_id``
+        (an order the broker holds with its orderRef). Checked against the broker's orders,
+        the credential verified in the library, recorded with the approval key's MAC."""
+        if self.authority is None:
+            raise ApprovalError(PROPOSER_ONLY)
+        orphans.resolve(
+            self.authority, self.broker.orders(), proposal_id, credential, outcome,
+            broker_order_id=broker_order_id, broker=self.label, reason=reason,
+        )  # fmt: skip
+        return self.state(proposal_id)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -687,36 +780,120 @@ class Workbench:
         qty = held.quantity if held else Decimal(0)
         return qty * intent.side.sign < 0 and intent.quantity <= abs(qty)
 
-    def _recheck_if_stale(self, proposal_id: str, intent: OrderIntent) -> None:
-        record = records.load(self.log, proposal_id)
-        if record.state is not OrderState.APPROVAL_GRANTED:
-            return  # nothing to re-check: consuming the token refuses it, saying why
-        decided = record.decision
-        if decided is None or decided.data.market_ts is None:
-            raise ApprovalError("no risk decision recorded", proposal_id=proposal_id)
-        age = (self.clock.now() - decided.data.market_ts).total_seconds()
-        same_policy = decided.data.policy_hash == policy_hash(self.policy)
-        if same_policy and age <= self.policy.freshness.max_quote_age_seconds:
-            return
-        self._contexts.pop(proposal_id, None)
-        decision = self.evaluate(proposal_id, transition=False)
-        if decision.decision is Decision.REJECT:
-            raise ApprovalError(
-                "the gate, re-run on fresh data at submit, rejects it: "
-                + "; ".join(v.message for v in decision.violations if v.severity == "BLOCKER"),
-                proposal_id=proposal_id,
+    def _history(self, now: datetime) -> History:
+        return trading_state.build_history(
+            self.log, account=self.account, now=now, policy=self.policy, key=self._key
+        )
+
+    # -- submit: the judgment under the write lock -------------------------------------------
+
+    def _stale(self, decided: RiskGateEvaluated, now: datetime) -> bool:
+        """Whether a decision must be judged again whole: made under another policy, older than
+        the freshness window, or from the clock's future (a negative age is never fresh)."""
+        if decided.policy_hash != policy_hash(self.policy):
+            return True
+        window = timedelta(seconds=self.policy.freshness.max_quote_age_seconds)
+        times = (decided.evaluated_at, decided.market_ts)
+        return any(t is None or t > now or now - t > window for t in times)
+
+    def _basis(self, record: ProposalRecord, portfolio: PortfolioSnapshot) -> _Basis:
+        """The decision's own quote when the decision is fresh and it is the verdict the
+        approver saw; else a fresh quote (recorded). The intent simulated on the account now."""
+        decided, verdict = record.decision, record.verdict
+        if decided is None or verdict is None or decided.seq != verdict.seq:
+            return self._fresh_basis(record, portfolio)
+        quote = (
+            None
+            if self._stale(decided.data, self.clock.now())
+            else records.judged_quote(self.log, record)
+        )
+        if quote is None:
+            return self._fresh_basis(record, portfolio)
+        sim = simulate_impact(record.intent, portfolio, quote, self.params.costs)
+        return _Basis(portfolio, quote, sim, _as_decision(decided.data), decided.seq)
+
+    def _fresh_basis(self, record: ProposalRecord, portfolio: PortfolioSnapshot) -> _Basis:
+        quote = self.market_snapshot(record.intent.symbol)
+        sim = simulate_impact(record.intent, portfolio, quote, self.params.costs)
+        return _Basis(portfolio, quote, sim, None, None)
+
+    def _spend(
+        self, approvals: Approvals, record: ProposalRecord, token: str, basis: _Basis
+    ) -> SubmitPermit | None:
+        """In one transaction, under the write lock: the token and the trading state again, the
+        gate's judgment as of now (recorded when it changed or refuses), and the token spent.
+        None when the decision went stale meanwhile (nothing recorded): judge it again whole."""
+        pid, intent = record.proposal_id, record.intent
+        with self.log.transaction() as tx:
+            current = approvals.check_token(pid, token)
+            self._refuse_when_halted(intent)
+            now = self.clock.now()
+            if basis.earlier is not None:
+                decided = current.decision
+                if decided is None or decided.seq != basis.decided_seq:
+                    return None
+                if self._stale(decided.data, now):
+                    return None
+            decision = self._judge_at_submit(intent, basis, now)
+            refusal = self._record_judgment(tx, current, basis, decision)
+            if refusal is None:
+                ref = order_ref(pid, is_propagated=intent.is_propagated)
+                return approvals.consume(tx, pid, token, order_ref=ref)
+        raise ApprovalError(refusal, proposal_id=pid)
+
+    def _judge_at_submit(self, intent: OrderIntent, basis: _Basis, now: datetime) -> RiskDecision:
+        """The whole gate as of ``now``: the trading state and the history (orders actually
+        submitted, working, of unknown outcome) read under the write lock, handed to the pure
+        gate with the basis."""
+        return gate_evaluate(
+            intent, basis.sim, basis.portfolio, basis.market, self.policy, self.trading_state(),
+            self._history(now), now,
+        )  # fmt: skip
+
+    def _record_judgment(
+        self, tx: Transaction, record: ProposalRecord, basis: _Basis, decision: RiskDecision
+    ) -> str | None:
+        """Record the submit-time decision (a REJECT as the final verdict; anything else when it
+        changed); return why the order may not go, or None."""
+        final = decision.decision is Decision.REJECT
+        earlier = basis.earlier
+        whole = earlier is None
+        if final or earlier is None or decision.violations != earlier.violations:
+            judged = RiskGateEvaluated.of(
+                decision, market_ts=basis.market.timestamp,
+                portfolio_ts=basis.portfolio.timestamp, transition=final,
+            )  # fmt: skip
+            lifecycle.advance(
+                tx, record.proposal_id, EventType.RISK_GATE_EVALUATED, judged, actor=ACTOR
             )
+        if final:
+            how = " on a fresh quote" if whole else ""
+            blockers = _findings(decision, Severity.BLOCKER)
+            return f"the gate, judging it again at submit{how}, rejects it for good: {blockers}"
+        if decision.decision is Decision.REVIEW:
+            return self._review_not_covered(record, decision)
+        return None
+
+    def _review_not_covered(self, record: ProposalRecord, decision: RiskDecision) -> str | None:
+        """Why a REVIEW at submit may not go: the approval recorded no override, or the gate now
+        raises a finding the approver did not see."""
+        grant = record.grant
+        assert grant is not None  # check_token: the proposal is approved and unused
+        seen: set[RuleId] = set()
+        if grant.data.override_reason is not None:
+            then = records.load(self.log, record.proposal_id, until_seq=grant.seq).decision
+            seen = set() if then is None else _majors(then.data.violations)
+        new = _majors(decision.violations) - seen
+        if not new and grant.data.override_reason is not None:
+            return None
+        return (
+            "the gate, judging it again at submit, asks for review of what the approval did not"
+            f" cover ({_findings(decision, Severity.MAJOR)}): reject or withdraw it and propose"
+            " again"
+        )
 
     def _send(self, permit: SubmitPermit) -> None:
         self.broker.submit(permit)
-
-    def _proposed_keys(self, correlation_id: str) -> set[tuple[str, str]]:
-        keys = set()
-        proposed = self.log.events(types=(EventType.ORDER_PROPOSED,), correlation_id=correlation_id)
-        for event in proposed:
-            intent = event.data_as(OrderProposed).intent
-            keys.add((intent.symbol, intent.side.value))
-        return keys
 
 
 def _proposed(intent: OrderIntent, broker: str, origin: McpOrigin | None = None) -> OrderProposed:
@@ -850,4 +1027,27 @@ def _violation_text(decision: RiskGateEvaluated) -> str:
         return decision.fault
     return "; ".join(
         f"{v.rule_id.value} ({v.severity.value}): {v.message}" for v in decision.violations
+    )
+
+
+def _as_decision(decided: RiskGateEvaluated) -> RiskDecision:
+    """A recorded gate verdict (not a fault: its figures are all there) as the gate's decision."""
+    assert decided.policy_hash and decided.intent_hash and decided.evaluated_at
+    return RiskDecision.model_construct(
+        decision=decided.decision,
+        violations=decided.violations,
+        computed=decided.computed,
+        policy_hash=decided.policy_hash,
+        intent_hash=decided.intent_hash,
+        evaluated_at=decided.evaluated_at,
+    )
+
+
+def _majors(violations: tuple[Violation, ...]) -> set[RuleId]:
+    return {v.rule_id for v in violations if v.severity is Severity.MAJOR}
+
+
+def _findings(decision: RiskDecision, severity: Severity) -> str:
+    return "; ".join(
+        f"{v.rule_id.value}: {v.message}" for v in decision.violations if v.severity is severity
     )

@@ -152,6 +152,14 @@ class Facts:
         return first
 
     @cached_property
+    def unresolved(self) -> dict[str, WorkingOrder]:
+        """R13: the first order of unknown outcome per symbol (any side), in the history's order."""
+        first: dict[str, WorkingOrder] = {}
+        for u in self.history.unresolved:
+            first.setdefault(u.symbol, u)
+        return first
+
+    @cached_property
     def sent_last_minute(self) -> int:
         """R14: how many orders were sent in the last minute."""
         return len(self.history.sent_within(self.now - ONE_MINUTE, self.now))

@@ -59,12 +59,15 @@ class WorkingOrder:
 
 @dataclass(frozen=True)
 class History:
-    """NAV points (oldest first), the all-time NAV peak, recent submissions and working orders."""
+    """NAV points (oldest first), the all-time NAV peak, recent submissions, working orders, and
+    orders of unknown outcome: their token was spent but no broker acknowledged them (an orphan
+    after a crash, an order lost in a reconnect) and no approver has resolved them yet."""
 
     nav_points: tuple[NavPoint, ...] = ()
     nav_peak: Decimal | None = None
     submissions: tuple[Submission, ...] = ()
     working_orders: tuple[WorkingOrder, ...] = ()
+    unresolved: tuple[WorkingOrder, ...] = ()
     _memo: dict[tuple[str, datetime, datetime], Any] = field(
         default_factory=dict, compare=False, repr=False
     )

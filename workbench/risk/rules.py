@@ -31,7 +31,7 @@ from workbench.models import (
 )
 from workbench.policy import RiskPolicy
 from workbench.risk.facts import Facts, facts_for
-from workbench.risk.history import History
+from workbench.risk.history import History, WorkingOrder
 
 BLOCKER, MAJOR, MINOR = Severity.BLOCKER, Severity.MAJOR, Severity.MINOR
 PASS: tuple[Violation, ...] = ()
@@ -254,20 +254,36 @@ def _outside_collar(name: str, price: Decimal, ref: Decimal, band: Decimal) -> t
 
 
 def check_duplicate(c: Context) -> Sequence[Violation]:
-    """R13: the same symbol/side/qty was not sent within the window and is not working."""
+    """R13: no order of unknown outcome on the symbol; the same symbol/side/qty was not sent
+    within the window and is not working."""
     i, facts = c.intent, c.facts
     symbol, side = i.instrument.symbol, i.side
+    u = facts.unresolved.get(symbol) if facts.unresolved else None
+    if u is not None:
+        return _unresolved(u)
     pair = (symbol, side)
     s = facts.sent_in_window.get((symbol, side, i.quantity)) if pair in facts.sent_pairs else None
     if s is not None:
         msg = f"the same {side} {i.quantity:f} {symbol} was sent at {utc_iso(s.at)}"
+        msg += f" ({s.proposal_id})" if s.proposal_id else ""
         return deny(RuleId.R13_DUPLICATE_ORDER, BLOCKER, msg, proposal_id=s.proposal_id or "")
     w = facts.working.get(pair)
     if w is not None:
         msg = f"a {w.side} {w.quantity:f} {w.symbol} order is already working"
+        msg += f" ({w.proposal_id})" if w.proposal_id else ""
         sev = BLOCKER if w.quantity == i.quantity else MAJOR
         return deny(RuleId.R13_DUPLICATE_ORDER, sev, msg, proposal_id=w.proposal_id or "")
     return PASS
+
+
+def _unresolved(u: WorkingOrder) -> tuple[Violation]:
+    pid = u.proposal_id or "?"
+    msg = (
+        f"{pid} ({u.side} {u.quantity:f} {u.symbol}) was sent but no broker acknowledged it: its"
+        f" outcome is unknown, so no new {u.symbol} order goes until an approver resolves it"
+        f" (workbench reconcile resolve {pid} --not-sent | --sent-as BROKER_ORDER_ID)"
+    )
+    return deny(RuleId.R13_DUPLICATE_ORDER, BLOCKER, msg, proposal_id=pid, unresolved=True)
 
 
 def check_order_rate(c: Context) -> Sequence[Violation]:
