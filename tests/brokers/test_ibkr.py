@@ -24,7 +24,6 @@ from workbench.errors import (
     BrokerUnavailableError,
     LiveTradingRefusedError,
     MarketDataError,
-    OrderOutcomeUnknownError,
     OrderRejectedError,
     PermitRefusedError,
 )
@@ -33,7 +32,7 @@ from workbench.keys import ApprovalKey
 from workbench.lifecycle import OrderState, current_state
 from workbench.models import OrderIntent, OrderType, QuoteFeed, TimeInForce, TradingState
 from workbench.orders import OrderRole, OrderStatus
-from workbench.testing import Gateway, GatewayConfig, Phase, Step
+from workbench.testing import Gateway, GatewayConfig, Step
 from workbench.trading_state import set_state
 
 pytestmark = pytest.mark.usefixtures("ib_log_check")

@@ -46,7 +46,8 @@ def order(symbol: str = "SPY", quantity: int = 10, **overrides: object) -> Order
 
 def runs(log: AuditLog) -> list[BrokerReconciliation]:
     """What the adapter's reconciliations found, oldest first."""
-    found = [e.data_as(ReconciliationRun) for e in log.events(types=(EventType.RECONCILIATION_RUN,))]
+    recorded = log.events(types=(EventType.RECONCILIATION_RUN,))
+    found = [e.data_as(ReconciliationRun) for e in recorded]
     return [r.at_broker for r in found if r.at_broker is not None]
 
 
