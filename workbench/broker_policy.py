@@ -67,7 +67,7 @@ class IbkrPacing(Config):
 
     @model_validator(mode="after")
     def _below_ibs_rate(self) -> Self:
-        if Decimal(self.max_messages) / self.per_seconds > IB_MESSAGES_PER_SECOND:
+        if Decimal(self.max_messages) / self.per_seconds >= IB_MESSAGES_PER_SECOND:
             raise ValueError(
                 f"max_messages / per_seconds must stay under IB's {IB_MESSAGES_PER_SECOND}"
                 " messages a second"

@@ -121,7 +121,9 @@ def heal(gw: Gateway, broker: IbkrBroker, *, final: bool = False) -> None:
     raise AssertionError(f"the world did not heal in {HEALS} rounds")
 
 
-def check(gw: Gateway, broker: IbkrBroker, log: AuditLog, template: Template) -> dict[str, OrderState]:
+def check(
+    gw: Gateway, broker: IbkrBroker, log: AuditLog, template: Template
+) -> dict[str, OrderState]:
     """The invariants: no order sent twice, every execution recorded exactly once (and nothing
     else), every proposal terminal or UNKNOWN — UNKNOWN only when IB holds no parent order for
     it —, the audit chain verifies."""

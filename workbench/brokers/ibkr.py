@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from ib_async import RequestError, Ticker
+from ib_async import BarData, RequestError, Ticker
 
 from workbench import sessions
 from workbench.audit import AuditLog, EventType, Transaction
 from workbench.broker_policy import IbkrSettings
 from workbench.brokers import ibkr_convert as convert
 from workbench.brokers.ibkr_checks import data_error, is_active, order_id_for, order_problem
+from workbench.brokers.ibkr_history import HistoryPacing
 from workbench.brokers.ibkr_link import LinkState, LinkStatus, Pause
 from workbench.brokers.ibkr_recorder import Recorder
 from workbench.brokers.ibkr_session import IbSession
@@ -111,6 +112,7 @@ class IbkrBroker:
                                  clock=self.clock, on_lost=self.recorder.wake,
                                  pause=pause or asyncio.sleep)  # fmt: skip
         self.recorder.on_reconciled = self._reconciled
+        self.history: HistoryPacing[list[BarData]] = HistoryPacing(self.clock)
         self._instruments: dict[str, Instrument] = {}
         self._types: dict[int, InstrumentType] = {}
         self._lock = threading.Lock()
@@ -267,13 +269,18 @@ class IbkrBroker:
         first = calendar.ending(through, n)[0].day
         days = (calendar.local_date(self.now()) - first).days + 1
         duration = f"{days} D" if days <= 365 else f"{days // 365 + 1} Y"
-        try:
-            found = self.session.call(
-                self.session.history(convert.contract_for(qualified), duration),
-                f"{symbol} daily bars",
-            )
-        except RequestError as exc:
-            raise MarketDataError(symbol, data_error(exc)) from None
+        key = (qualified.con_id, duration)
+        found = self.history.recent(key)  # an identical request within 15 s: IB's answer again
+        if found is None:
+            self.history.admit(symbol)  # at most 60 in 10 minutes (IB's pacing)
+            try:
+                found = self.session.call(
+                    self.session.history(convert.contract_for(qualified), duration),
+                    f"{symbol} daily bars",
+                )
+            except RequestError as exc:
+                raise MarketDataError(symbol, data_error(exc)) from None
+            self.history.answered(key, found)
         bars = convert.bars_from(symbol, found, through=through, label=self.label,
                                  synthetic=self.test_gateway)[-n:]  # fmt: skip
         if len(bars) < n:
