@@ -9,6 +9,7 @@ refused connects."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from decimal import Decimal
@@ -73,10 +74,8 @@ def run_schedule(seed: int, template: Template, work: Path, clock: FixedClock) -
         broker = connect(log, gw, key=ApprovalKey(home), timeouts=TIMEOUTS, pacing=PACING)
         try:
             for permit in template.permits:
-                try:
+                with contextlib.suppress(BrokerError):  # refused, rejected, unknown: see check
                     broker.submit(permit)
-                except BrokerError:
-                    pass  # refused, rejected, or of unknown outcome: the invariants judge it
                 heal(gw, broker)
             heal(gw, broker, final=True)
             states = check(gw, broker, log, template)
