@@ -181,7 +181,8 @@ def _open(args: argparse.Namespace) -> Workbench:
 
 @_fails_cleanly
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the home, the broker, the trading state, the chain head and proposals by state."""
+    """Print the home, the broker, the trading state, the chain head, proposals by state, the
+    connection (since when, the last reconciliation) and the orders of unknown outcome."""
 
     with _open(args) as wb:
         status = wb.status()
@@ -193,6 +194,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"audit log: {status['audit_head_seq']} events, head {status['audit_head_hash']}")
     counts = status["proposals_by_state"] or {}
     print("proposals: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    print(cli_format.link_text(status["link"], status["unknown_orders"]))
     return EXIT_OK
 
 

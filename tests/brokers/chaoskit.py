@@ -107,10 +107,10 @@ def heal(gw: Gateway, broker: IbkrBroker, *, final: bool = False) -> None:
         if final:
             gw.drop_connections()
             final = False
-            assert broker.wait_ready(WAIT, after=generation), broker.connection().link
+            assert broker.wait_ready(WAIT, after=generation), broker.session.link.status()
             continue
         if not broker.wait_ready(WAIT):
-            raise AssertionError(f"the adapter is not back: {broker.connection().link}")
+            raise AssertionError(f"the adapter is not back: {broker.session.link.status()}")
         try:
             broker.settle()
         except BrokerError:

@@ -163,7 +163,7 @@ def test_client_id_taken_while_away_is_said_clearly_and_not_retried_forever(
     world.gateway.hold_client_id(1)
     world.gateway.drop_connections()
     assert not world.broker.wait_ready(WAIT)
-    status = world.broker.connection().link
+    status = world.broker.session.link.status()
     assert status.state is LinkState.GAVE_UP and "client id 1 is already in use" in status.problem
     clash = world.broker.settings.reconnect.clash_attempts
     assert len(world.gateway.received("startApi")) - before == clash

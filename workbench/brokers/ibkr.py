@@ -21,7 +21,6 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -31,9 +30,10 @@ from workbench import sessions
 from workbench.audit import AuditLog, EventType, Transaction
 from workbench.broker_policy import IbkrSettings
 from workbench.brokers import ibkr_convert as convert
+from workbench.brokers.base import BrokerLink
 from workbench.brokers.ibkr_checks import data_error, is_active, order_id_for, order_problem
 from workbench.brokers.ibkr_history import HistoryPacing
-from workbench.brokers.ibkr_link import LinkState, LinkStatus, Pause
+from workbench.brokers.ibkr_link import LinkState, Pause
 from workbench.brokers.ibkr_recorder import Recorder
 from workbench.brokers.ibkr_session import IbSession
 from workbench.brokers.ibkr_store import COMPONENT, MIGRATIONS, IbkrStore, SentOrder
@@ -72,16 +72,6 @@ from workbench.permits import PermitCheck
 ACTOR = "ibkr-broker"
 READ_ONLY = "the IBKR session is read-only (policies/broker.yaml read_only): it sends no order"
 IMMEDIATE = (OrderType.MKT,)
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """The IBKR link as ``workbench status`` shows it: its state, and the last reconciliation
-    with IB (when it was recorded, and what it found)."""
-
-    link: LinkStatus
-    last_reconcile_at: datetime | None
-    last_reconcile: ReconciliationRun | None
 
 
 class IbkrBroker:
@@ -175,14 +165,15 @@ class IbkrBroker:
         self.session.link.reconciled(generation)
         self.recorder.wake()
 
-    def connection(self) -> Connection:
-        """The link to IB now (state, since when, reconnects), and the last reconciliation."""
+    def link(self) -> BrokerLink:
+        """The link to IB now (state, since when, connections), and the last reconciliation."""
+        status = self.session.link.status()
         runs = self.log.events(types=(EventType.RECONCILIATION_RUN,), newest_first=True)
         last = next((e for e in runs if e.data_as(ReconciliationRun).at_broker is not None), None)
-        if last is None:
-            return Connection(self.session.link.status(), None, None)
-        at = datetime.fromisoformat(last.ts)
-        return Connection(self.session.link.status(), at, last.data_as(ReconciliationRun))
+        at = None if last is None else datetime.fromisoformat(last.ts)
+        found = "" if last is None else found_text(last.data_as(ReconciliationRun))
+        return BrokerLink(status.state.value, status.connected_since, status.connections,
+                          status.problem, at, found)  # fmt: skip
 
     def close(self) -> None:
         """Disconnect, then record what IB said before it (orders keep working at IB)."""
@@ -521,3 +512,21 @@ class IbkrBroker:
             r for r in family if r.order.parent_id == parents[0].order.order_id and is_active(r)
         ]
         return parents, parents + kids
+
+
+def found_text(run: ReconciliationRun) -> str:
+    """What a reconciliation with IB found, in words."""
+    at = run.at_broker
+    if at is None:
+        return ""
+    text = (
+        f"{at.trigger}: {len(at.matched)} of our orders at IB, {len(at.fills_adopted)} fills"
+        f" adopted, {len(at.unknown)} marked UNKNOWN, {len(at.foreign)} orders this home never"
+        " sent"
+    )
+    if at.foreign:
+        text += " (" + "; ".join(
+            f"{o.side.value} {o.quantity} {o.symbol} permId {o.perm_id} {o.status}"
+            for o in at.foreign
+        ) + ")"  # fmt: skip
+    return text
