@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from brokerkit import TRADING_NOW, intent, permit_for
 from transcriptkit import EVENTS, SESSION, open_broker, record, replay
 
-from brokerkit import TRADING_NOW, intent, permit_for
 from workbench.clock import FixedClock
 from workbench.errors import BrokerError
 from workbench.home import create_home
