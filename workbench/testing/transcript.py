@@ -4,17 +4,18 @@ A :class:`RecordingProxy` listens on 127.0.0.1 and forwards every connection to 
 Gateway/TWS (a real paper login, or the loopback gateway) byte for byte, while it writes a
 *transcript*: JSON Lines, one entry per framed message with its connection number and direction
 (``c2s``/``s2c``), plus ``open``, ``refused`` and ``closed by client|server`` per connection.
-Before anything is written the :class:`Sanitiser` masks account ids (every ``DU…``/``U…``-style id becomes ``DU0000001``,
-``DU0000002``, … in order of appearance, in both directions) and the account's amounts (account
-values and summaries with a currency, portfolio value, cost and P&L, position cost, realised P&L
-of commission reports: each replaced by a number derived from a key made for this recording and
-then forgotten; zero and "unset" stay as they are). Prices, quantities, ids and times are kept.
+Before anything is written the :class:`Sanitiser` masks account ids (every ``DU…``/``U…``-style id
+becomes ``DU0000001``, ``DU0000002``, … in order of appearance, in both directions) and the
+account's amounts (account values and summaries with a currency, portfolio value, cost and P&L,
+position cost, realised P&L of commission reports: each replaced by a number derived from a key
+made for this recording and then forgotten; zero and "unset" stay as they are). Prices, quantities,
+ids and times are kept.
 
 A :class:`ReplayServer` serves a transcript: its n-th connection plays the n-th recorded one. It
-expects the client's messages in the recorded order (the handshake included) and, after each,
-sends what the server sent before the client's next message (or closes, where the server
-closed in the recording). A message that differs from the recording is logged as an error and
-the connection closed: a client whose behaviour changed fails its replay. No ib_async here.
+expects the client's messages in the recorded order (the handshake included) and, after each, sends
+what the server sent before the client's next message (or closes, where the server closed in the
+recording). A message that differs from the recording is logged as an error and the connection
+closed: a client whose behaviour changed fails its replay. No ib_async here.
 """
 
 from __future__ import annotations
