@@ -473,7 +473,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     """Run the loopback TEST gateway (TWS protocol, synthetic prices, not IBKR) until Ctrl-C."""
     from workbench.testing.demo import run
 
-    return run(port=args.port, account=args.account, chaos=args.chaos, out=_say)
+    return run(port=args.port, account=args.account, chaos=args.chaos, out=_say,
+               record=_path(args.record), upstream=args.upstream,
+               replay=_path(args.replay))  # fmt: skip
 
 
 def _say(text: str) -> None:
@@ -723,6 +725,19 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=4012, help="TCP port on 127.0.0.1 (4012)")
     gateway.add_argument("--account", default="DU1234567", help="paper account id (DU1234567)")
     gateway.add_argument("--chaos", type=int, default=None, metavar="SEED", help="seeded faults")
+    gateway.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="write a sanitised transcript of every session on the port",
+    )
+    gateway.add_argument(
+        "--upstream",
+        default=None,
+        metavar="HOST:PORT",
+        help="with --record: a paper IB Gateway/TWS to record (not the loopback)",
+    )
+    gateway.add_argument("--replay", default=None, metavar="FILE", help="serve a transcript")
 
     _add_mcp(sub, home)
     audit = sub.add_parser("audit", help="Inspect the hash-chained audit log.")

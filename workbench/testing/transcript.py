@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from workbench.testing.wire import API_PREFIX, UNSET_DOUBLE, frame, split_frames
 
@@ -164,8 +164,9 @@ class _Server:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(CALL_TIMEOUT)
 
-    def __enter__(self) -> _Server:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *_: object) -> None:
         self.stop()
