@@ -160,9 +160,10 @@ def test_client_id_taken_while_away_is_said_clearly_and_not_retried_forever(
     """After a drop another application holds the client id (326): the adapter tries the
     policy's clash_attempts times, gives up saying why, and refuses every call clearly."""
     before = len(world.gateway.received("startApi"))
+    generation = world.broker.session.link.generation
     world.gateway.hold_client_id(1)
     world.gateway.drop_connections()
-    assert not world.broker.wait_ready(WAIT)
+    assert not world.broker.wait_ready(WAIT, after=generation)
     status = world.broker.session.link.status()
     assert status.state is LinkState.GAVE_UP and "client id 1 is already in use" in status.problem
     clash = world.broker.settings.reconnect.clash_attempts

@@ -251,7 +251,14 @@ class ReplayServer(_Server):
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._count += 1
-        conn = self._count
+        try:
+            await self._replay(self._count, reader, writer)
+        except (ConnectionError, OSError):  # the client went away: nothing more to play
+            writer.close()
+
+    async def _replay(
+        self, conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         entries = [e for e in self.script.get(conn, []) if e.get("event") != "open"]
         if not entries or entries[0].get("event") == "refused":
             writer.close()
