@@ -203,7 +203,16 @@ class ApprovalRequested(Payload):
     """A person is asked; nothing else to say."""
 
 
-class ApprovalGranted(Payload):
+class MacedForProposal(Payload):
+    """A payload MAC'd with the approval key for one proposal (a grant, a resolution): its
+    ``mac`` (declared by each subclass) covers every other field and the proposal id."""
+
+    def signed(self, proposal_id: str) -> dict[str, Any]:
+        """What the MAC covers: every field but the MAC itself, and the proposal id."""
+        return {**self.model_dump(exclude={"mac"}), "proposal_id": proposal_id}
+
+
+class ApprovalGranted(MacedForProposal):
     """A token was minted. ``mac`` is the approval key's HMAC over every other field and the
     proposal id (``signed``): brokers verify it before they send anything."""
 
@@ -227,10 +236,6 @@ class ApprovalGranted(Payload):
         if self.decision is Decision.REVIEW and self.override_reason is None:
             raise ValueError("override_reason: a REVIEW is granted only with a reason")
         return self
-
-    def signed(self, proposal_id: str) -> dict[str, Any]:
-        """What the MAC covers: every field but the MAC itself, and the proposal id."""
-        return {**self.model_dump(exclude={"mac"}), "proposal_id": proposal_id}
 
 
 class ApprovalDenied(Payload):
@@ -297,7 +302,7 @@ class Resolution(StrEnum):
     SENT = "SENT"  # the broker holds it (``broker_order_id``), with that order_ref
 
 
-class OrderResolved(Payload):
+class OrderResolved(MacedForProposal):
     """An approver, whose credential was verified, resolved an order of unknown outcome, after
     the broker was asked (NOT_SENT: it held no order for ``order_ref``; SENT: it held
     ``broker_order_id`` for it). ``mac`` is the approval key's HMAC over every other field and
@@ -316,10 +321,6 @@ class OrderResolved(Payload):
         if (self.outcome is Resolution.SENT) != (self.broker_order_id is not None):
             raise ValueError("broker_order_id: named exactly when the order was sent")
         return self
-
-    def signed(self, proposal_id: str) -> dict[str, Any]:
-        """What the MAC covers: every field but the MAC itself, and the proposal id."""
-        return {**self.model_dump(exclude={"mac"}), "proposal_id": proposal_id}
 
 
 class PermitRefused(Payload):
