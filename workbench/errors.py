@@ -6,6 +6,17 @@ fields a caller needs to act on it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def problems(exc: ValidationError, whole: str = "") -> str:
+    """A pydantic validation error as one line: ``where: what`` for each problem, joined by
+    "; " (``whole`` names the place of a problem with the whole value)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in exc.errors())
+
 
 class WorkbenchError(Exception):
     """Base of every fault the workbench raises on purpose."""

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from workbench.brokers.paper_rules import PaperConfig
-from workbench.errors import AuditError
+from workbench.errors import AuditError, problems
 from workbench.intent_hash import intent_hash
 from workbench.models import (
     AccountId,
@@ -562,12 +562,6 @@ GUARDED: Mapping[EventType, WritePath] = {
 }
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()
-    )
-
-
 def coerce(type_: EventType, payload: object) -> Frozen:
     """The payload model of ``type_``: the model itself, or a mapping validated into it."""
     model = PAYLOADS[type_]
@@ -582,7 +576,8 @@ def coerce(type_: EventType, payload: object) -> Frozen:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise AuditError(f"{type_.value} payload does not validate: {_problems(exc)}") from None
+        why = problems(exc, "payload")
+        raise AuditError(f"{type_.value} payload does not validate: {why}") from None
 
 
 def parse(type_: str, payload_json: str, *, seq: int) -> Frozen:
@@ -594,4 +589,5 @@ def parse(type_: str, payload_json: str, *, seq: int) -> Frozen:
     try:
         return model.model_validate_json(payload_json)
     except ValidationError as exc:
-        raise AuditError(f"event {seq} ({type_}) does not validate: {_problems(exc)}") from None
+        why = problems(exc, "payload")
+        raise AuditError(f"event {seq} ({type_}) does not validate: {why}") from None
