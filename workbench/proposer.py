@@ -21,14 +21,11 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
-
 from workbench import records
 from workbench.audit import Event, EventType
-from workbench.bridge import SizingRules
 from workbench.brokers.base import BrokerOrder
 from workbench.clock import Clock
-from workbench.daily import MarketStatus, market_status, market_view
+from workbench.daily import MarketStatus, market_status, market_view, order_rules
 from workbench.errors import ConfigError, IllegalTransitionError
 from workbench.events import McpOrigin, ToolCalled
 from workbench.home import resolve_policy_dir
@@ -45,11 +42,11 @@ from workbench.models import (
 from workbench.policy import RiskPolicy, StrategyParams, policy_hash
 from workbench.proposers import (
     ProposalError,
-    StopRules,
     Targets,
     intent_from_json,
     load_targets,
     rebalance,
+    with_weights,
 )
 from workbench.records import ProposalRecord, Unreadable
 from workbench.risk import StateChange
@@ -260,18 +257,8 @@ class Proposer:
         """Intents that move each named symbol toward its weight of NAV, sized, limit-priced and
         stopped by the rebalance proposer with the policies' settings (``targets.yaml`` for the
         drift band, limit offset and per-order cap). Symbols not named are not traded."""
-        data = self._targets.model_dump()
-        data["weights"] = dict(weights)
-        try:
-            targets = Targets.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise ProposalError(f"invalid target weights: {problems}") from None
-        params = self._wb.params
-        sizing = SizingRules(params.sizing.min_order_size, params.sizing.max_order_size)
-        stops = StopRules(params.smart_stop.atr_multiplier, params.smart_stop.floor)
+        targets = with_weights(self._targets, weights)
+        sizing, stops = order_rules(self._wb.params)
         market = market_view(self._wb, self.market_day(), record=False)
         intents = rebalance(self.portfolio(), targets, market, sizing, stops)
         return [i for i in intents if i.symbol in weights]

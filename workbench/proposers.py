@@ -278,6 +278,17 @@ def _signal_row(raw: Mapping[str, Any], row: int) -> LiveSignal:
         raise SignalsError(problems(exc), row=row) from None
 
 
+def with_weights(targets: Targets, weights: Mapping[str, Decimal]) -> Targets:
+    """``targets`` (its drift band, limit offset and per-order cap) with ``weights`` as its
+    weights; a ProposalError naming what is wrong with them."""
+    data = targets.model_dump()
+    data["weights"] = dict(weights)
+    try:
+        return Targets.model_validate(data)
+    except ValidationError as exc:
+        raise ProposalError(f"invalid target weights: {problems(exc)}") from None
+
+
 def parse_signals(text: str) -> list[LiveSignal]:
     """Signals from CSV text with exactly the LiveSignal columns (``metadata`` JSON optional)."""
     reader = csv.DictReader(io.StringIO(text))
