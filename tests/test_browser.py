@@ -35,9 +35,9 @@ from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, op
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
+from workbench.fmt import NEW_YORK
 from workbench.home import create_home, db_path, replay_home
 from workbench.lifecycle import OrderState
-from workbench.replay import NEW_YORK
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

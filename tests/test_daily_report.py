@@ -26,7 +26,7 @@ from wbkit import CREDENTIAL, POLICIES, add_approver
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
-from workbench.replay import NEW_YORK
+from workbench.fmt import NEW_YORK
 from workbench.workbench import Workbench
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))

@@ -22,7 +22,7 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import resolve_policy_dir
 from workbench.models import OrderIntent, RiskDecision
 from workbench.policy import RiskPolicy
-from workbench.replay import NEW_YORK, replay_at
+from workbench.replay import market_today, replay_at
 from workbench.workbench import Outcome, Workbench
 
 ACTOR = "explore"
@@ -73,7 +73,7 @@ class Lab:
             where, clock = replay_at(clock_at, home or None)
         wb = Workbench.open(where, broker, policy_dir=policies, clock=clock,
                             host=host, port=port, client_id=client_id)  # fmt: skip
-        day = clock.now().astimezone(NEW_YORK).date()
+        day = market_today(clock.now())
         portfolio = wb.portfolio(record=False)
         intents = propose_intents(
             wb,
@@ -228,7 +228,7 @@ class Lab:
     def propose_all(self) -> list[Outcome]:
         """Record the current intents as real proposals, judged by the policy as filed (not the
         in-memory copy), and still needing a person's approval."""
-        stamp = SystemClock().now().astimezone(NEW_YORK).strftime("%Y%m%dT%H%M%S")
+        stamp = SystemClock().now().astimezone(fmt.NEW_YORK).strftime("%Y%m%dT%H%M%S")
         return self.wb.run_cycle(self.intents(), actor=ACTOR, correlation_id=f"explore:{stamp}")
 
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from workbench import records
 from workbench.audit import Event, EventType
@@ -49,10 +48,9 @@ from workbench.proposers import (
     with_weights,
 )
 from workbench.records import ProposalRecord, Unreadable
+from workbench.replay import market_today
 from workbench.risk import StateChange
 from workbench.workbench import Workbench, new_proposal_id
-
-NEW_YORK = ZoneInfo("America/New_York")
 
 # Which step may follow which state, for a proposer (the facade's table allows more: a person's).
 _STEP_FROM: Mapping[str, frozenset[OrderState]] = {
@@ -166,7 +164,7 @@ class Proposer:
 
     def market_day(self) -> date:
         """The market's date (New York) on this handle's clock."""
-        return self._wb.clock.now().astimezone(NEW_YORK).date()
+        return market_today(self._wb.clock.now())
 
     # -- reads (nothing recorded) ----------------------------------------------------------------
 

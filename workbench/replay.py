@@ -15,14 +15,13 @@ import os
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from workbench.clock import Clock, FixedClock, SystemClock
 from workbench.errors import ConfigError, MarketDataError
+from workbench.fmt import NEW_YORK
 from workbench.home import replay_home, require_home, resolve_home
 from workbench.sessions import xnys
 
-NEW_YORK = ZoneInfo("America/New_York")
 REPLAY_TIME = time(10, 30)
 
 
