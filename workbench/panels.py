@@ -21,7 +21,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from workbench import fmt
+from workbench import fmt, report_style
 from workbench.clock import Clock, SystemClock
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
@@ -45,7 +45,6 @@ _RECENT = (
     OrderState.APPROVAL_DENIED,
 )
 RECENT_SHOWN = 20  # sent or decided proposals kept in the list (newest first)
-STATE_COLOURS = {"ACTIVE": "#1b7f3b", "REDUCING": "#b36b00", "HALTED": "#b3261e"}
 LIST_HEADER = ("symbol", "side", "qty", "notional", "decision", "state", "age")
 # The list is a <select>: a monospace font keeps its columns aligned.
 _STYLE = (
@@ -186,7 +185,7 @@ class ApprovalPanel:
     def _header(self) -> None:
         status = self.wb.status()
         state = status["trading_state"]
-        colour = STATE_COLOURS.get(state, "#555")
+        colour = report_style.STATE_COLOURS.get(state, "#555")
         halted = state == "HALTED"
         why = f"{state} by {status['trading_state_by']}: {status['trading_state_reason']}"
         state_html = (
