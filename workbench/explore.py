@@ -167,40 +167,19 @@ class Lab:
         from IPython.display import display
 
         limits = self.policy.limits
-        wide = {"description_width": "initial"}
-        notional = widgets.FloatSlider(
-            value=float(limits.max_notional_per_trade),
-            min=1000,
-            max=200000,
-            step=1000,
-            description=f"max notional ({self.currency})",
-            readout_format=",.0f",
-            style=wide,
-        )
-        weight = widgets.FloatSlider(
-            value=float(limits.max_position_weight),
-            min=0.01,
-            max=1.0,
-            step=0.01,
-            description="max weight",
-            readout_format=".0%",
-            style=wide,
-        )
-        size = widgets.FloatSlider(
-            value=float(self.scale),
-            min=0.1,
-            max=3,
-            step=0.1,
-            description="size ×",
-            readout_format=".1f",
-            style=wide,
-        )
-        for slider, css in (
-            (notional, "wb-max-notional"),
-            (weight, "wb-max-weight"),
-            (size, "wb-size"),
-        ):
-            slider.add_class(css)
+        notional, weight, size = (
+            widgets.FloatSlider(
+                value=float(value), min=low, max=high, step=step, description=label,
+                readout_format=readout, style={"description_width": "initial"},
+            ).add_class(css)
+            for value, low, high, step, label, readout, css in (
+                (limits.max_notional_per_trade, 1000, 200000, 1000,
+                 f"max notional ({self.currency})", ",.0f", "wb-max-notional"),
+                (limits.max_position_weight, 0.01, 1.0, 0.01, "max weight", ".0%",
+                 "wb-max-weight"),
+                (self.scale, 0.1, 3, 0.1, "size ×", ".1f", "wb-size"),
+            )
+        )  # fmt: skip
         out = widgets.Output()
         out.add_class("wb-explore-table")
 
