@@ -138,26 +138,24 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 # -- status and trading state --------------------------------------------------------------------
 
 
-def _count(text: str) -> int:
-    """A count argument: a whole number from 1 to 1,000,000 (argparse reports anything else)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1,000,000")
-    return value
+def _whole(what: str, low: int, high: int, outside: str) -> Callable[[str], int]:
+    """An argument type: a whole number from ``low`` to ``high``; anything else is reported by
+    argparse, as "'x' is not a {what}" or "{n} is not {outside}"."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not {outside}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    """A TCP port argument: a whole number from 1 to 65535 (argparse reports anything else)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65_535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
-    return value
+_count = _whole("whole number", 1, 1_000_000, "between 1 and 1,000,000")
+_port = _whole("port number", 1, 65_535, "a port (1 to 65535)")
 
 
 def _path(text: str | None) -> Path | None:
@@ -540,19 +538,13 @@ def cmd_mcp_token(args: argparse.Namespace) -> int:
 
 
 def _add_mcp(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], home: argparse.ArgumentParser
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    home: argparse.ArgumentParser,
+    full: argparse.ArgumentParser,
 ) -> None:
-    mcp = _add(sub, "mcp", cmd_mcp, home)
-    mcp.add_argument(
-        "--policy-dir", default=None,
-        help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
-    )  # fmt: skip
-    mcp.add_argument(
-        "--broker", default="paper", choices=["paper", "ibkr"],
-        help="paper (default) or ibkr, opened read-and-propose only",
-    )  # fmt: skip
-    mcp.add_argument("--bars", default=None, help="your own daily bars (paper broker)")
-    _add_ibkr_connection(mcp)
+    """``mcp`` serves (its broker opened read-and-propose only); ``mcp token`` issues the HTTP
+    mode's token."""
+    mcp = _add(sub, "mcp", cmd_mcp, full)
     mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
     mcp.add_argument("--bind", default=None, metavar="ADDRESS", help="HTTP address (127.0.0.1)")
     mcp.add_argument("--http-port", type=_port, default=None, metavar="N", help="HTTP port (8765)")
@@ -722,7 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--account", default="DU1234567", help="paper account id (DU1234567)")
     gateway.add_argument("--chaos", type=int, default=None, metavar="SEED", help="seeded faults")
 
-    _add_mcp(sub, home)
+    _add_mcp(sub, home, full)
     audit = sub.add_parser("audit", help="Inspect the hash-chained audit log.")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     _add(audit_sub, "verify", cmd_audit_verify, home)
