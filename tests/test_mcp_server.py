@@ -139,7 +139,7 @@ async def test_portfolio_shows_nav_cash_and_each_position_with_its_weight(
     home: Path, clock: FixedClock
 ) -> None:
     """After a person's filled order, the model reads NAV, cash and the position's weight."""
-    from test_workbench import approved
+    from wbkit import approved
 
     make_home(home, clock)
     with open_wb(home, clock) as wb:

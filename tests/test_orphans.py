@@ -20,6 +20,7 @@ from wbkit import (
     PASSPHRASE,
     POLICIES,
     add_approver,
+    approved,
     counter_ids,
     intent,
     open_wb,
@@ -45,12 +46,6 @@ from workbench.models import Decision, RuleId, Side
 from workbench.workbench import Workbench
 
 ALICE_WRONG = Credential(APPROVER, "not alice's passphrase")
-
-
-def approved(wb: Workbench, symbol: str = "SPY", qty: int = 10) -> tuple[str, str]:
-    outcome = wb.run(intent(wb, symbol, qty), actor="test")
-    assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
-    return outcome.proposal_id, wb.approve(outcome.proposal_id, CREDENTIAL).token
 
 
 def crash_after_spending(wb: Workbench, symbol: str = "SPY", qty: int = 10) -> str:

@@ -14,6 +14,7 @@ from wbkit import (
     CREDENTIAL,
     POLICIES,
     add_approver,
+    approved,
     counter_ids,
     intent,
     open_wb,
@@ -33,16 +34,6 @@ from workbench.workbench import Workbench
 
 D = Decimal
 DAY = "daily:2026-11-18"
-
-
-def approved(
-    wb: Workbench, symbol: str = "SPY", qty: int = 10, side: Side = Side.BUY
-) -> tuple[str, str]:
-    """Run an intent to APPROVAL_REQUESTED and approve it: (proposal id, token)."""
-    outcome = wb.run(intent(wb, symbol, qty, side, stop=side is Side.BUY), actor="test")
-    assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
-    grant = wb.approve(outcome.proposal_id, CREDENTIAL)
-    return outcome.proposal_id, grant.token
 
 
 def types(wb: Workbench, proposal_id: str) -> list[str]:
