@@ -16,7 +16,6 @@ from conftest import TRADING_NOW
 from helpers import tool_called, write_bars
 from wbkit import APPROVER, CREDENTIAL, PASSPHRASE, add_approver, counter_ids, intent, open_wb
 
-import workbench.workbench as workbench_module
 from workbench import cli
 from workbench.audit import AuditLog, EventType
 from workbench.cli import _open, build_parser, main
@@ -74,14 +73,6 @@ def test_audit_tail_prints_the_newest_events(
 
 
 # -- the order commands: what a person reads in a terminal ---------------------------------------
-
-
-@pytest.fixture
-def wall_clock_at_trading_now(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    """The commands' wall clock, fixed on a trading morning (time is outside our control)."""
-    clock = FixedClock(TRADING_NOW)
-    monkeypatch.setattr(workbench_module, "SystemClock", lambda: clock)
-    return clock
 
 
 @pytest.fixture

@@ -54,11 +54,6 @@ SATURDAY = datetime(2026, 11, 21, 15, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def server(home: Path, clock: FixedClock) -> Any:
     make_home(home, clock)
     with served(home, clock) as srv:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from conftest import TRADING_NOW
 from helpers import fake_resolution
-from test_cli import wall_clock_at_trading_now  # noqa: F401  (a fixture)
 from wbkit import (
     APPROVER,
     CREDENTIAL,
@@ -284,7 +283,7 @@ def test_the_reconcile_commands_list_and_resolve(
     home: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    wall_clock_at_trading_now: FixedClock,  # noqa: F811
+    wall_clock_at_trading_now: FixedClock,
 ) -> None:
     """`workbench reconcile` lists the orphan in 100 columns and exits 1; `reconcile resolve`
     with a wrong passphrase exits 1, with alice's exits 0; then reconcile is clean (exit 0)."""
