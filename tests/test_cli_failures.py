@@ -9,6 +9,7 @@ code and output in files the test reads afterwards.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -41,10 +42,13 @@ class Ran:
         return lines[0]
 
 
-def workbench(*args: str, stdin: int | None = subprocess.DEVNULL) -> Ran:
+def workbench(
+    *args: str, stdin: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None
+) -> Ran:
     run = subprocess.run(
-        [WORKBENCH, *args], capture_output=True, text=True, timeout=300, stdin=stdin
-    )
+        [WORKBENCH, *args], capture_output=True, text=True, timeout=300, stdin=stdin,
+        env=None if env is None else {**os.environ, **env},
+    )  # fmt: skip
     return Ran(run.returncode, run.stdout, run.stderr)
 
 
@@ -221,6 +225,51 @@ def test_missing_files_are_one_line(tmp_path: Path) -> None:
     for args in (["status", "--policy-dir", str(missing)], ["status", "--bars", str(missing)]):
         ran = workbench(*args, "--home", str(home))
         assert ran.code == 2 and str(missing) in ran.one_line_error(), args
+
+
+def test_a_policies_folder_that_is_a_file_or_named_by_the_environment_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """--policy-dir naming a file, or $WORKBENCH_POLICY_DIR naming nothing: exit 2, one line
+    saying which and where it came from, before anything is opened."""
+    home = create_home(tmp_path / "home")
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    ran = workbench("status", "--policy-dir", str(afile), "--home", str(home))
+    said = f"error: {afile} is a file, not a policies folder (from --policy-dir)"
+    assert ran.code == 2 and ran.one_line_error() == said
+    nowhere = str(tmp_path / "nope")
+    ran = workbench("proposals", "--home", str(home), env={"WORKBENCH_POLICY_DIR": nowhere})
+    said = f"error: no policies folder at {nowhere} (from $WORKBENCH_POLICY_DIR)"
+    assert ran.code == 2 and ran.one_line_error() == said
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["proposals", "--state", "BOGUS"], "'BOGUS' (choose from 'PROPOSED', 'SIMULATED'"),
+        (["cancel", "p" * 5000], "is not a proposal id (letters, digits, _ and -; 1 to 64)"),
+        (["approve", "p1; rm -rf /", "--approver", "alice"], "is not a proposal id"),
+        (["approve", "p1", "--approver", "Alice"], "'Alice' is not an approver name"),
+        (["approver", "add", "bad name"], "'bad name' is not an approver name"),
+        (["audit", "tail", "-n", "-3"], "-3 is not between 1 and 1,000,000"),
+        (["mcp", "--http-port", "99999"], "99999 is not a port (1 to 65535)"),
+        (["status", "--broker", "live"], "invalid choice: 'live' (choose from 'paper', 'ibkr')"),
+        (["mcp", "tokn"], "invalid choice: 'tokn' (choose from 'token')"),
+    ],
+    ids=["no command", "bogus state", "absurd id", "shell in an id", "capital approver",
+         "space in a name", "negative count", "absurd port", "unknown broker", "unknown action"],
+)  # fmt: skip
+def test_wrong_missing_and_absurd_arguments_are_one_line_naming_the_help(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    """A careless command line: exit 2, one short line saying what is wrong (the valid choices
+    when there are some) and which --help to read; nothing is opened or created."""
+    ran = workbench(*args, env={"WORKBENCH_HOME": str(tmp_path / "home")})
+    line = ran.one_line_error()
+    assert ran.code == 2 and says in line and line.endswith("--help`)"), line
+    assert len(line) < 500 and ran.out == "" and not (tmp_path / "home").exists()
 
 
 def test_oversized_and_deeply_nested_json_are_one_line(tmp_path: Path) -> None:

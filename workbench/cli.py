@@ -14,17 +14,18 @@ import argparse
 import errno
 import getpass
 import logging
+import os
 import re
 import shutil
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from workbench import __version__, cli_format, fmt, privacy, trading_state
 from workbench.audit import AuditLog
-from workbench.authority import Authority, Credential
+from workbench.authority import NAME_RE, Authority, Credential
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import (
     DB_NAME,
@@ -35,14 +36,25 @@ from workbench.home import (
     require_home,
     require_writable,
     resolve_home,
+    resolve_policy_dir,
 )
+from workbench.lifecycle import OrderState
 from workbench.models import TradingState
+from workbench.orders import PROPOSAL_ID_RE
 
 if TYPE_CHECKING:
     from workbench.workbench import Workbench
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a wrong, missing or absurd argument said in one line (exit 2), naming the
+    command's --help instead of printing its whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _fails_cleanly(handler: Handler) -> Handler:
@@ -156,6 +168,32 @@ def _whole(what: str, low: int, high: int, outside: str) -> Callable[[str], int]
 
 _count = _whole("whole number", 1, 1_000_000, "between 1 and 1,000,000")
 _port = _whole("port number", 1, 65_535, "a port (1 to 65535)")
+
+
+def _proposal_id(text: str) -> str:
+    """A proposal id argument (letters, digits, _ and -, up to 64), checked before anything is
+    opened or asked."""
+    if PROPOSAL_ID_RE.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r:.40} is not a proposal id (letters, digits, _ and -; 1 to 64)"
+        )
+    return text
+
+
+def _approver(text: str) -> str:
+    """An approver name argument, in the form every approver name has (whether it is enrolled
+    is for the library to say, with the passphrase)."""
+    if NAME_RE.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r:.40} is not an approver name (a lowercase letter, then 1 to 31 of"
+            " a-z 0-9 _ . -)"
+        )
+    return text
+
+
+def _state(text: str) -> str:
+    """A proposal state argument, in any case (argparse lists the states when it is none)."""
+    return text.upper()
 
 
 def _path(text: str | None) -> Path | None:
@@ -277,8 +315,6 @@ def cmd_approver_list(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_proposals(args: argparse.Namespace) -> int:
     """List proposals with their decision, blocking reasons and state (fits 100 columns)."""
-    from workbench.lifecycle import OrderState
-
     states = [OrderState(args.state)] if args.state else None
     with _open(args) as wb:
         frame = wb.proposals(states=states)
@@ -485,7 +521,6 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     import anyio
 
     from workbench import mcp_http
-    from workbench.home import resolve_policy_dir
     from workbench.mcp_policy import load_mcp_policy
     from workbench.mcp_server import build_server
     from workbench.proposer import Proposer
@@ -538,9 +573,9 @@ def cmd_mcp_token(args: argparse.Namespace) -> int:
 
 
 def _add_mcp(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    home: argparse.ArgumentParser,
-    full: argparse.ArgumentParser,
+    sub: argparse._SubParsersAction[_Parser],
+    home: _Parser,
+    full: _Parser,
 ) -> None:
     """``mcp`` serves (its broker opened read-and-propose only); ``mcp token`` issues the HTTP
     mode's token."""
@@ -557,25 +592,26 @@ def _add_mcp(
         help="another Host name clients use to reach a remote bind (DNS-rebinding check)",
     )  # fmt: skip
     actions = mcp.add_subparsers(dest="mcp_command", required=False, metavar="ACTION")
-    token = _add(actions, "token", cmd_mcp_token, home)
+    nested_home, _ = _common(nested=True)  # `mcp --home H token` keeps H
+    token = _add(actions, "token", cmd_mcp_token, nested_home)
     token.add_argument("--rotate", action="store_true", help="replace an existing token")
 
 
 # -- the parser ----------------------------------------------------------------------------------
 
 
-def _common(*, nested: bool = False) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+def _common(*, nested: bool = False) -> tuple[_Parser, _Parser]:
     """The home option, and every option of a command that opens the facade. ``nested``: for
     an action under a command that has them too (``reconcile resolve``): given there they set
     the value, else they leave the command's own untouched."""
     unset = argparse.SUPPRESS if nested else None
-    home = argparse.ArgumentParser(add_help=False)
+    home = _Parser(add_help=False)
     home.add_argument(
         "--home",
         default=unset,
         help=f"workbench home folder (default: ${HOME_ENV}, else the project's runs/)",
     )
-    full = argparse.ArgumentParser(add_help=False, parents=[home])
+    full = _Parser(add_help=False, parents=[home])
     full.add_argument(
         "--policy-dir",
         default=unset,
@@ -611,11 +647,11 @@ def _add_ibkr_connection(parser: argparse.ArgumentParser, unset: str | None = No
 
 
 def _add(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[_Parser],
     name: str,
     handler: Handler,
-    parent: argparse.ArgumentParser,
-) -> argparse.ArgumentParser:
+    parent: _Parser,
+) -> _Parser:
     parser = sub.add_parser(
         name, parents=[parent], help=handler.__doc__, description=handler.__doc__
     )
@@ -623,45 +659,48 @@ def _add(
     return parser
 
 
-def _add_order_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], full: argparse.ArgumentParser
-) -> None:
+def _add_order_commands(sub: argparse._SubParsersAction[_Parser], full: _Parser) -> None:
     proposals = _add(sub, "proposals", cmd_proposals, full)
-    proposals.add_argument("--state", help="only this state")
+    proposals.add_argument(
+        "--state", type=_state, choices=[s.value for s in OrderState], metavar="STATE",
+        help="only this state: " + ", ".join(s.value for s in OrderState),
+    )  # fmt: skip
     proposals.add_argument(
         "--wide", action="store_true", help="every column and every violation, unwrapped"
     )
     stdin_help = "read passphrases from stdin, one line each"
     approve = _add(sub, "approve", cmd_approve, full)
-    approve.add_argument("proposal_id")
-    approve.add_argument("--approver", required=True, help="your approver name")
+    approve.add_argument("proposal_id", type=_proposal_id)
+    approve.add_argument("--approver", type=_approver, required=True, help="your approver name")
     approve.add_argument("--reason", default=None, help="override reason (REVIEW decisions)")
-    approve.add_argument("--second-approver", default=None, help="second approver, if required")
+    approve.add_argument(
+        "--second-approver", type=_approver, default=None, help="second approver, if required"
+    )
     approve.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
     reject = _add(sub, "reject", cmd_reject, full)
-    reject.add_argument("proposal_id")
-    reject.add_argument("--approver", required=True, help="your approver name")
+    reject.add_argument("proposal_id", type=_proposal_id)
+    reject.add_argument("--approver", type=_approver, required=True, help="your approver name")
     reject.add_argument("--reason", required=True, help="why (recorded)")
     reject.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
     submit = _add(sub, "submit", cmd_submit, full)
-    submit.add_argument("proposal_id")
+    submit.add_argument("proposal_id", type=_proposal_id)
     submit.add_argument("--token", required=True, help="the one-time token, or - for stdin")
     cancel = _add(sub, "cancel", cmd_cancel, full)
-    cancel.add_argument("proposal_id")
+    cancel.add_argument("proposal_id", type=_proposal_id)
     cancel.add_argument("--by", default=None, help="who (default: the OS user name)")
     _add_reconcile(sub, full)
 
 
-def _add_reconcile(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], full: argparse.ArgumentParser
-) -> None:
+def _add_reconcile(sub: argparse._SubParsersAction[_Parser], full: _Parser) -> None:
     """``reconcile`` lists; ``reconcile resolve`` resolves. The resolve action takes the same
     options, which set nothing unless given there (so ``reconcile --home H resolve …`` keeps H)."""
     reconcile = _add(sub, "reconcile", cmd_reconcile, full)
     _, nested = _common(nested=True)
     actions = reconcile.add_subparsers(dest="reconcile_command", metavar="ACTION")
     resolve = _add(actions, "resolve", cmd_reconcile_resolve, nested)
-    resolve.add_argument("proposal_id", help="the proposal whose outcome is unknown")
+    resolve.add_argument(
+        "proposal_id", type=_proposal_id, help="the proposal whose outcome is unknown"
+    )
     outcome = resolve.add_mutually_exclusive_group(required=True)
     outcome.add_argument(
         "--not-sent", action="store_true", help="the broker holds no order with its orderRef"
@@ -669,7 +708,7 @@ def _add_reconcile(
     outcome.add_argument(
         "--sent-as", metavar="BROKER_ORDER_ID", help="the broker's order with its orderRef"
     )
-    resolve.add_argument("--approver", required=True, help="your approver name")
+    resolve.add_argument("--approver", type=_approver, required=True, help="your approver name")
     resolve.add_argument(
         "--reason", default="checked at the broker by an approver", help="why (recorded)"
     )
@@ -677,22 +716,22 @@ def _add_reconcile(
 
 
 def _add_state_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    home: argparse.ArgumentParser,
-    full: argparse.ArgumentParser,
+    sub: argparse._SubParsersAction[_Parser],
+    home: _Parser,
+    full: _Parser,
 ) -> None:
     for name, handler in (("halt", cmd_halt), ("reduce", cmd_reduce)):
         parser = _add(sub, name, handler, home)
         parser.add_argument("--reason", required=True, help="why (recorded in the audit log)")
         parser.add_argument("--by", default=None, help="who (default: the OS user name)")
     resume = _add(sub, "resume", cmd_resume, full)
-    resume.add_argument("--approver", required=True, help="a registered approver")
+    resume.add_argument("--approver", type=_approver, required=True, help="a registered approver")
     resume.add_argument("--reason", default="resumed by a person", help="why (recorded)")
     resume.add_argument("--passphrase-stdin", action="store_true", help="passphrase from stdin")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="workbench",
         description="Research-to-paper trading workbench: propose, simulate, gate, approve, submit",
     )
@@ -709,7 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--universe", default="", help="comma-separated symbols to trade")
     _add(sub, "init", cmd_init, home)
 
-    gateway = _add(sub, "gateway", cmd_gateway, argparse.ArgumentParser(add_help=False))
+    gateway = _add(sub, "gateway", cmd_gateway, _Parser(add_help=False))
     gateway.add_argument("--port", type=int, default=4012, help="TCP port on 127.0.0.1 (4012)")
     gateway.add_argument("--account", default="DU1234567", help="paper account id (DU1234567)")
     gateway.add_argument("--chaos", type=int, default=None, metavar="SEED", help="seeded faults")
@@ -725,9 +764,12 @@ def build_parser() -> argparse.ArgumentParser:
     approver_sub = approver.add_subparsers(dest="approver_command", required=True, metavar="ACTION")
     stdin_help = "passphrases from stdin, one line each (the new one first, then each --by)"
     add = _add(approver_sub, "add", cmd_approver_add, home)
-    add.add_argument("name", help="approver name: lowercase letters, digits, _ . - (2-32 chars)")
+    add.add_argument(
+        "name", type=_approver, help="approver name: lowercase letters, digits, _ . - (2-32 chars)"
+    )
     add.add_argument(
         "--by",
+        type=_approver,
         action="append",
         default=[],
         metavar="APPROVER",
@@ -739,8 +781,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="rotate an existing approver's passphrase"
     )
     remove = _add(approver_sub, "remove", cmd_approver_remove, home)
-    remove.add_argument("name", help="the approver to remove")
-    remove.add_argument("--by", required=True, metavar="APPROVER", help="a current approver")
+    remove.add_argument("name", type=_approver, help="the approver to remove")
+    remove.add_argument(
+        "--by", type=_approver, required=True, metavar="APPROVER", help="a current approver"
+    )
     remove.add_argument("--passphrase-stdin", action="store_true", help="passphrase from stdin")
     _add(approver_sub, "list", cmd_approver_list, home)
     doctor = _add(sub, "doctor", cmd_doctor, home)
@@ -757,6 +801,21 @@ _READS_ONLY = frozenset({"verify", "tail"})  # `audit verify` and `audit tail` o
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 _NEARLY_FULL = 64 * 1024  # bytes free below which a failed write is put down to a full disk
+
+
+def _check_policy_dir(args: argparse.Namespace) -> None:
+    """The policies folder of a command that reads policies must be a folder (its files are
+    checked by their loaders); said before anything is opened."""
+    if not hasattr(args, "policy_dir"):
+        return
+    folder = resolve_policy_dir(args.policy_dir)
+    if folder.is_dir():
+        return
+    named = "--policy-dir" if args.policy_dir else "$" + POLICY_ENV
+    source = f" (from {named})" if args.policy_dir or os.environ.get(POLICY_ENV) else ""
+    if folder.exists():
+        raise ConfigError(f"{folder} is a file, not a policies folder{source}")
+    raise ConfigError(f"no policies folder at {folder}{source}")
 
 
 def _check_home(args: argparse.Namespace) -> Path | None:
@@ -851,6 +910,7 @@ def run_command(args: argparse.Namespace) -> int:
             out = sys.stderr if args.command == "mcp" else sys.stdout
             print(f"home: {home}", file=out, flush=True)
             _warn_if_readable(args, home)
+        _check_policy_dir(args)
         return handler(args)
     except (ConfigError, ValueError) as exc:
         return _fail(f"error: {exc}", EXIT_BAD_INPUT)
