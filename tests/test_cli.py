@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import subprocess
@@ -292,23 +291,3 @@ def test_proposals_state_is_taken_in_any_case(
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.count("\n") == 1
     assert "'BOGUS'" in err and "APPROVAL_REQUESTED" in err and "RISK_REVIEW" in err
-
-
-def test_ib_async_lines_are_named_and_what_the_workbench_says_is_not_said_twice(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """On the terminal an ib_async error is named as ib_async's; IB's order answers that the
-    workbench reports itself (a cancel's 202, a 201 reject) are not printed twice."""
-    parent, wrapper = logging.getLogger("ib_async"), logging.getLogger("ib_async.wrapper")
-    level, propagate = parent.level, parent.propagate
-    handler = cli._library_logs()
-    try:
-        assert cli._library_logs() is handler  # one per process
-        wrapper.error("Error 202, reqId 7: Order Canceled - reason:")
-        wrapper.error("Error 201, reqId 8: Order rejected - reason:no permissions")
-        wrapper.error("Error handling fields: 'x'")
-        assert capsys.readouterr().err == "ib_async.wrapper ERROR: Error handling fields: 'x'\n"
-    finally:
-        parent.removeHandler(handler)
-        parent.setLevel(level)
-        parent.propagate = propagate

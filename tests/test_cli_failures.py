@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -270,6 +271,24 @@ def test_wrong_missing_and_absurd_arguments_are_one_line_naming_the_help(
     line = ran.one_line_error()
     assert ran.code == 2 and says in line and line.endswith("--help`)"), line
     assert len(line) < 500 and ran.out == "" and not (tmp_path / "home").exists()
+
+
+def test_an_unreachable_ib_gateway_is_one_line_without_the_librarys_log(tmp_path: Path) -> None:
+    """`status`, `proposals` and `mcp` on IBKR with nothing listening on the port: exit 1, the
+    workbench's own one line (where it looked, what to check), no ib_async log line."""
+    home = create_home(tmp_path / "home")
+    with socket.socket() as probe:  # a port nothing listens on (and not a live one)
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    for command in ("status", "proposals", "mcp"):
+        ran = workbench(command, "--broker", "ibkr", "--port", port, "--home", str(home))
+        if command == "mcp":  # its stdout is the protocol: the home line is on stderr
+            home_line, rest = ran.err.split("\n", 1)
+            assert home_line == f"home: {home}"
+            ran = Ran(ran.code, ran.out, rest)
+        line = ran.one_line_error()
+        assert ran.code == 1 and line.startswith("refused: cannot reach IB Gateway/TWS"), line
+        assert f"127.0.0.1:{port}" in line and "ib_async" not in ran.err
 
 
 def test_oversized_and_deeply_nested_json_are_one_line(tmp_path: Path) -> None:

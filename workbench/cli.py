@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
-import logging
 import os
-import re
 import shutil
 import sqlite3
 import sys
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from workbench import __version__, cli_format, fmt, privacy, trading_state
 from workbench.audit import AuditLog
 from workbench.authority import NAME_RE, Authority, Credential
+from workbench.cli_logs import library_lines
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import (
     DB_NAME,
@@ -538,6 +537,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     with Proposer.open(
         home, args.broker, policy_dir=folder, bars_path=_path(args.bars), **_connection(args)
     ) as proposer:
+        library_lines().let_through()  # open: from now on its lines are news, said as they come
         server = build_server(
             proposer, limits, transport="http" if args.http else "stdio",
             auth=mcp_http.auth_settings() if args.http else None, token_verifier=verifier,
@@ -840,46 +840,6 @@ def _warn_if_readable(args: argparse.Namespace, home: Path) -> None:
               f" refused until `workbench doctor --fix-permissions`)", file=sys.stderr)  # fmt: skip
 
 
-# IB's answers about an order that ib_async logs as errors while the workbench reports them itself,
-# in its words (a cancel confirmed, IB's reject, a TIF preset note).
-_SAID_BY_THE_WORKBENCH = re.compile(
-    r"^(?:(?:Error|Warning) (?:201|202|10349), |Canceled order: |IBKR API validation warning: )"
-)
-
-
-def _not_said_twice(record: logging.LogRecord) -> bool:
-    return _SAID_BY_THE_WORKBENCH.match(record.getMessage()) is None
-
-
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a line comes (as logging's last resort does)."""
-
-    @property
-    def stream(self) -> object:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
-
-
-def _library_logs() -> logging.Handler:
-    """ib_async's own warnings reach the terminal named as its, not as bare lines, except what
-    the workbench says itself; returns the handler (one per process)."""
-    logger = logging.getLogger("ib_async")
-    for existing in logger.handlers:
-        if getattr(existing, "workbench_cli", False):
-            return existing
-    handler = _Stderr()
-    handler.workbench_cli = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
-    handler.addFilter(_not_said_twice)
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    return handler
-
-
 def _os_problem(exc: OSError) -> tuple[str, int]:
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in _DISK_FULL:
@@ -903,6 +863,7 @@ def run_command(args: argparse.Namespace) -> int:
     line on stderr and an exit code (2 bad input or configuration, 1 refused or a fault)."""
     handler: Handler = args.handler
     home: Path | None = None
+    lines = library_lines().hold()
     try:
         home = _check_home(args)
         if home is not None:
@@ -925,15 +886,19 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(*_os_problem(exc))
     except EOFError:
         return _fail("error: the input ended before a value was read", EXIT_BAD_INPUT)
+    finally:
+        lines.let_through()  # a success or an unexpected fault: what the library said too
 
 
 def _fail(message: str, code: int) -> int:
+    """An expected failure: its one line, and none of the library's about it."""
+    library_lines().drop_held()
     print(message, file=sys.stderr)
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _library_logs()
+    library_lines()
     return run_command(build_parser().parse_args(argv))
 
 
