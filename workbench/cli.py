@@ -517,6 +517,8 @@ def _say(text: str) -> None:
 @_fails_cleanly
 def cmd_mcp(args: argparse.Namespace) -> int:
     """Serve the MCP tools (read and propose only) on stdio, or with --http on 127.0.0.1."""
+    from contextlib import AbstractContextManager, nullcontext
+
     import anyio
 
     from workbench import mcp_http
@@ -534,9 +536,16 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     limits = load_mcp_policy(folder)
     home = resolve_home(args.home)
     verifier = mcp_http.HomeTokenVerifier(home) if args.http else None
-    with Proposer.open(
-        home, args.broker, policy_dir=folder, bars_path=_path(args.bars), **_connection(args)
-    ) as proposer:
+    # A port in use is refused before the home or the broker is opened.
+    sockets_cm: AbstractContextManager[list[Any]] = (
+        mcp_http.listening(host, port) if args.http else nullcontext([])
+    )
+    with (
+        sockets_cm as sockets,
+        Proposer.open(
+            home, args.broker, policy_dir=folder, bars_path=_path(args.bars), **_connection(args)
+        ) as proposer,
+    ):
         library_lines().let_through()  # open: from now on its lines are news, said as they come
         server = build_server(
             proposer, limits, transport="http" if args.http else "stdio",
@@ -553,7 +562,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
             app = mcp_http.http_app(
                 server, host=host, port=port, extra_hosts=tuple(args.allowed_host), max_body=body
             )
-            anyio.run(lambda: mcp_http.serve(app, host=host, port=port))
+            anyio.run(lambda: mcp_http.serve(app, sockets, host=host, port=port))
         except KeyboardInterrupt:
             pass
     return EXIT_OK

@@ -208,6 +208,11 @@ class RiskInputError(WorkbenchError, ValueError):
     another account's portfolio, another symbol's quote); no decision was made."""
 
 
+class ListenError(WorkbenchError, OSError):
+    """A server cannot listen where it was asked (the port is taken, the address is not this
+    machine's); nothing was served."""
+
+
 class LiveTradingRefusedError(BrokerError, PermissionError):
     """A live IBKR port or a non-paper account was asked for: refused before anything connects
     (live trading waits for the live gate)."""
