@@ -291,6 +291,19 @@ def test_an_unreachable_ib_gateway_is_one_line_without_the_librarys_log(tmp_path
         assert f"127.0.0.1:{port}" in line and "ib_async" not in ran.err
 
 
+def test_an_absurdly_long_name_is_refused_in_one_short_line(tmp_path: Path) -> None:
+    """`halt --by` with 5,000 characters: exit 2, one line that quotes only the start of it;
+    the trading state is unchanged."""
+    home = create_home(tmp_path / "home")
+    ran = workbench("halt", "--reason", "x", "--by", "b" * 5000, "--home", str(home))
+    line = ran.one_line_error()
+    assert (
+        ran.code == 2 and line.startswith("error: by must be 1-200 characters") and len(line) < 150
+    )
+    with AuditLog(home / DB_NAME) as log:
+        assert log.events(types=(EventType.KILL_SWITCH_ACTIVATED,)) == []
+
+
 def test_oversized_and_deeply_nested_json_are_one_line(tmp_path: Path) -> None:
     """A signals file whose metadata is 100,000 brackets deep or 60 kB long: exit 2, one line,
     no RecursionError."""
