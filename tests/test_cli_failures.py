@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -289,6 +290,23 @@ def test_an_unreachable_ib_gateway_is_one_line_without_the_librarys_log(tmp_path
         line = ran.one_line_error()
         assert ran.code == 1 and line.startswith("refused: cannot reach IB Gateway/TWS"), line
         assert f"127.0.0.1:{port}" in line and "ib_async" not in ran.err
+
+
+def test_ctrl_c_at_a_passphrase_prompt_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C while `resume` waits for its passphrase: exit 130, one line, nothing recorded."""
+    home = create_home(tmp_path / "home")
+    with subprocess.Popen(
+        [WORKBENCH, "resume", "--approver", "alice", "--passphrase-stdin", "--home", str(home)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as waiting:  # fmt: skip
+        assert waiting.stdout is not None
+        assert waiting.stdout.readline() == f"home: {home}\n"  # the command has started
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=60)
+    ran = Ran(waiting.returncode, out, err)
+    assert ran.code == 130 and ran.one_line_error() == "interrupted (Ctrl-C)"
+    with AuditLog(home / DB_NAME) as log:
+        assert log.count() == 0
 
 
 def test_an_absurdly_long_name_is_refused_in_one_short_line(tmp_path: Path) -> None:

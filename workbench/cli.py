@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 refused (a credential, token, trading state or the gate said no; a report
 notebook failed) or a fault (a full disk, a corrupt database); 2 bad input or configuration
-(nothing was done). Every expected failure is one line on stderr, never a traceback.
+(nothing was done); 130 interrupted (Ctrl-C). Every expected failure is one line on stderr,
+never a traceback.
 
 Every command first prints the home it works on. Only ``daily`` and ``init`` create a home; every
 other command refuses a missing one (exit 2), naming the path it looked at.
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's 128 + SIGINT
 
 
 class _Parser(argparse.ArgumentParser):
@@ -895,6 +897,8 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(*_os_problem(exc))
     except EOFError:
         return _fail("error: the input ended before a value was read", EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
     finally:
         lines.let_through()  # a success or an unexpected fault: what the library said too
 
