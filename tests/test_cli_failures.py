@@ -309,6 +309,21 @@ def test_ctrl_c_at_a_passphrase_prompt_is_one_line_not_a_traceback(tmp_path: Pat
         assert log.count() == 0
 
 
+def test_a_reader_that_stops_early_gets_no_error_text(tmp_path: Path) -> None:
+    """`workbench audit tail | head -1`: the reader closes the pipe; the command stops quietly
+    (exit 1, as Python does on EPIPE) with nothing on stderr, no traceback."""
+    home = home_with_events(tmp_path / "home", n=400)  # far more than a pipe holds
+    with subprocess.Popen(
+        [WORKBENCH, "audit", "tail", "-n", "400", "--home", str(home)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as tail:  # fmt: skip
+        assert tail.stdout is not None and tail.stderr is not None
+        assert tail.stdout.readline() == f"home: {home}\n"
+        tail.stdout.close()
+        err = tail.stderr.read()
+    assert tail.returncode == 1 and err == ""
+
+
 def test_an_absurdly_long_name_is_refused_in_one_short_line(tmp_path: Path) -> None:
     """`halt --by` with 5,000 characters: exit 2, one line that quotes only the start of it;
     the trading state is unchanged."""

@@ -888,6 +888,9 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(f"error: {exc}", EXIT_BAD_INPUT)
     except WorkbenchError as exc:
         return _fail(f"refused: {exc}{_disk_note(home)}", EXIT_REFUSED)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing to tell it, or anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit either
+        return EXIT_REFUSED
     except sqlite3.DatabaseError as exc:
         db = home / DB_NAME if home else "the workbench database"
         if "full" in str(exc) or _disk_note(home):
