@@ -16,13 +16,13 @@ import pandas as pd
 from pydantic import ValidationError
 
 from workbench import fmt, report_style
-from workbench.clock import Clock, SystemClock
+from workbench.clock import SystemClock
 from workbench.daily import propose_intents
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import resolve_policy_dir
 from workbench.models import OrderIntent, RiskDecision
 from workbench.policy import RiskPolicy
-from workbench.replay import market_today, replay_at
+from workbench.replay import market_today, notebook_home
 from workbench.workbench import Outcome, Workbench
 
 ACTOR = "explore"
@@ -67,10 +67,7 @@ class Lab:
         """Open the home read-mostly and build today's intents from targets or signals (a
         replay time ``clock_at`` opens that day's replay sandbox, never the live home)."""
         policies = resolve_policy_dir(policy_dir or None)
-        clock: Clock = SystemClock()
-        where: str | Path | None = home or None
-        if clock_at:
-            where, clock = replay_at(clock_at, home or None)
+        where, clock = notebook_home(home, clock_at)
         wb = Workbench.open(where, broker, policy_dir=policies, clock=clock,
                             host=host, port=port, client_id=client_id)  # fmt: skip
         day = market_today(clock.now())

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 
 from workbench import fmt, report_style
-from workbench.clock import Clock, SystemClock
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
-from workbench.replay import replay_at
+from workbench.replay import notebook_home
 from workbench.ticket_source import ticket_for
 from workbench.ticket_view import execution_html, to_html, to_text
 from workbench.workbench import Credential, Workbench
@@ -357,10 +355,7 @@ def open_panel(
     ``clock_at`` opens that day's replay sandbox (``workbench daily --as-of`` made it), never
     the live home: replayed time is never written there. ``host``, ``port`` and ``client_id``
     name the IBKR connection over policies/broker.yaml (live only: a replay is paper)."""
-    clock: Clock = SystemClock()
-    where: str | Path | None = home or None
-    if clock_at:
-        where, clock = replay_at(clock_at, home or None)
+    where, clock = notebook_home(home, clock_at)
     wb = Workbench.open(where, broker, policy_dir=policy_dir or None, clock=clock,
                         host=host, port=port, client_id=client_id)  # fmt: skip
     return ApprovalPanel(wb)

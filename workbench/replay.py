@@ -99,6 +99,15 @@ def plan_day(
     return DayPlan(day, main, replay_home(main, day), replay=True)
 
 
+def notebook_home(home: str, clock_at: str) -> tuple[str | Path | None, Clock]:
+    """Where a notebook's facade opens and on which market clock, from its ``home`` and
+    ``clock_at`` parameters: the home (or the default one) on the wall clock, or for a replay
+    time the sandbox of that day on a fixed clock (:func:`replay_at`), never the live home."""
+    if clock_at:
+        return replay_at(clock_at, home or None)
+    return home or None, SystemClock()
+
+
 def replay_at(
     clock_at: str, home: str | os.PathLike[str] | None, *, now: datetime | None = None
 ) -> tuple[Path, FixedClock]:
