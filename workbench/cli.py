@@ -5,8 +5,10 @@ notebook failed) or a fault (a full disk, a corrupt database); 2 bad input or co
 (nothing was done); 130 interrupted (Ctrl-C). Every expected failure is one line on stderr,
 never a traceback.
 
-Every command first prints the home it works on. Only ``daily`` and ``init`` create a home; every
-other command refuses a missing one (exit 2), naming the path it looked at.
+Every command that works on a home first prints it. Only ``daily`` and ``init`` create a home;
+every other command refuses a missing one (exit 2), naming the path it looked at. An argument
+mistake is caught by argparse (types, choices) before anything is opened; library log lines reach
+the terminal only through ``cli_logs``.
 """
 
 from __future__ import annotations
