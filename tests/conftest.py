@@ -47,6 +47,23 @@ def log(home: Path, clock: FixedClock) -> Iterator[AuditLog]:
 
 
 @pytest.fixture
+def wall_clock_at_trading_now(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
+    """The wall clock of every facade a command opens in this process, fixed on a trading
+    morning (time is outside our control)."""
+    import workbench.workbench as workbench_module
+
+    clock = FixedClock(TRADING_NOW)
+    monkeypatch.setattr(workbench_module, "SystemClock", lambda: clock)
+    return clock
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The MCP tests (``pytest.mark.anyio``) run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture
 def wb(home: Path, clock: FixedClock) -> Iterator[Workbench]:
     """The real facade on the paper broker with one registered approver (``wbkit.APPROVER``)."""
     from wbkit import add_approver, open_wb

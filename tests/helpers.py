@@ -235,6 +235,11 @@ def policies_with(folder: Path, *replacements: tuple[str, str]) -> Path:
     return folder
 
 
+def enabled_policies(tmp_path: Path) -> Path:
+    """A copy of the repository's policies with auto-commit switched on."""
+    return policies_with(tmp_path / "policies", ("    enabled: false\n", "    enabled: true\n"))
+
+
 def raw_insert(log: AuditLog, type_: str, payload_json: str, pid: str | None = None) -> None:
     """Chain an event straight into the file (what code with raw file access can do)."""
     seq, prev = log.head()

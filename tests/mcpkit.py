@@ -7,13 +7,13 @@ real command (tests/test_mcp_stdio.py, tests/test_mcp_http.py).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+from helpers import policies_with
 from mcp import Client
 from mcp.types import Implementation
 from wbkit import POLICIES, add_approver, counter_ids, open_wb
@@ -85,6 +85,4 @@ def proposal_ids(log: AuditLog) -> list[str]:
 
 def copy_policies(tmp: Path) -> Path:
     """A private copy of the repository's policies to edit."""
-    folder = tmp / "policies"
-    shutil.copytree(POLICIES, folder)
-    return folder
+    return policies_with(tmp / "policies")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from decimal import Decimal
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import enabled_policies
 from wbkit import POLICIES, add_approver, intent, open_wb, parent_orders
 
 from workbench.audit import EventType
@@ -30,17 +30,6 @@ RULES = AutoCommitRules(
     timezone="America/New_York",
 )
 IN_WINDOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)  # 10:30 in New York
-
-
-def enabled_policies(tmp_path: Path) -> Path:
-    """A copy of the repository's policies with auto-commit switched on."""
-    folder = tmp_path / "policies"
-    shutil.copytree(POLICIES, folder)
-    path = folder / "risk_policy.yaml"
-    text = path.read_text()
-    assert "    enabled: false\n" in text
-    path.write_text(text.replace("    enabled: false\n", "    enabled: true\n"))
-    return folder
 
 
 def judge(intent_obj: Any, **overrides: Any) -> str | None:

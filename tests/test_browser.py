@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +35,9 @@ from wbkit import APPROVER, PASSPHRASE, POLICIES, ROOT, add_approver, intent, op
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
+from workbench.fmt import NEW_YORK
 from workbench.home import create_home, db_path, replay_home
 from workbench.lifecycle import OrderState
-from workbench.replay import NEW_YORK
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -146,10 +146,13 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait(timeout=LAB_STOP_SECONDS)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """JupyterLab on 127.0.0.1 with a token, serving an empty temp folder."""
-    root, state = tmp_path_factory.mktemp("lab-root"), tmp_path_factory.mktemp("lab-state")
+@contextmanager
+def running_lab(
+    factory: pytest.TempPathFactory, name: str, env: Mapping[str, str] | None = None
+) -> Iterator[Lab]:
+    """JupyterLab on 127.0.0.1 with a token, serving an empty temp folder (its settings and
+    state in another), ``env`` over its environment; stopped on exit."""
+    root, state = factory.mktemp(f"{name}-root"), factory.mktemp(f"{name}-state")
     (state / "app-settings").mkdir()
     (state / "app-settings" / "overrides.json").write_text(json.dumps(LAB_OVERRIDES))
     port, token = _free_port(), secrets.token_hex(16)
@@ -157,7 +160,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with server_log.open("wb") as out:
         server = subprocess.Popen(
             _lab_command(port, token, root, state),
-            env=_lab_env(state),
+            env={**_lab_env(state), **(env or {})},
             cwd=root,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -168,6 +171,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(url, token, root)
     finally:
         _stop(server)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """JupyterLab serving an empty temp folder."""
+    with running_lab(tmp_path_factory, "lab") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

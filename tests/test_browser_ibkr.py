@@ -6,9 +6,6 @@ traded."""
 
 from __future__ import annotations
 
-import json
-import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,19 +16,14 @@ from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 from playwright.sync_api import Browser, Page, expect
 from test_browser import (
-    LAB_OVERRIDES,
     NOTEBOOK,
     Lab,
-    _free_port,
-    _lab_command,
-    _lab_env,
-    _stop,
-    _wait_until_ready,
     browser,  # noqa: F401  (the browser fixtures, shared with test_browser)
     choose,
     credential,
     page,  # noqa: F401
     run_all,
+    running_lab,
     screenshot,
     screenshot_on_failure,
     status,
@@ -49,21 +41,8 @@ from workbench.workbench import Workbench
 @pytest.fixture(scope="module")
 def ibkr_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """JupyterLab whose kernels see the wall clock at TRADING_NOW (the gateway's time)."""
-    root, state = tmp_path_factory.mktemp("ibkr-lab-root"), tmp_path_factory.mktemp("ibkr-state")
-    (state / "app-settings").mkdir()
-    (state / "app-settings" / "overrides.json").write_text(json.dumps(LAB_OVERRIDES))
-    port, token = _free_port(), secrets.token_hex(16)
-    server_log = state / "server.log"
-    env = {**_lab_env(state), **wall_env(TRADING_NOW)}
-    with server_log.open("wb") as out:
-        server = subprocess.Popen(_lab_command(port, token, root, state), env=env, cwd=root,
-                                  stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_ready(server, f"{url}/api/status?token={token}", server_log)
-        yield Lab(url, token, root)
-    finally:
-        _stop(server)
+    with running_lab(tmp_path_factory, "ibkr-lab", wall_env(TRADING_NOW)) as served:
+        yield served
 
 
 @pytest.fixture

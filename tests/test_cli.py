@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import re
 import shutil
 import subprocess
@@ -11,12 +9,12 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import clikit
 import pytest
 from conftest import TRADING_NOW
 from helpers import tool_called, write_bars
 from wbkit import APPROVER, CREDENTIAL, PASSPHRASE, add_approver, counter_ids, intent, open_wb
 
-import workbench.workbench as workbench_module
 from workbench import cli
 from workbench.audit import AuditLog, EventType
 from workbench.cli import _open, build_parser, main
@@ -28,25 +26,45 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
 
-def all_commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple]:
-    found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                found.append((*prefix, name))
-                found.extend(all_commands(sub, (*prefix, name)))
-    return found
-
-
 def test_every_command_has_help_and_is_documented() -> None:
     """Each CLI command has help text and appears in the README."""
     readme = (ROOT / "README.md").read_text()
-    commands = all_commands(build_parser())
+    commands = clikit.commands()
     assert ("audit", "verify") in commands
     for path in commands:
         out = subprocess.run([WORKBENCH, *path, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage:" in out.stdout, path
+        assert clikit.help_line(path).strip(), f"no help line for {path}"
         assert f"workbench {' '.join(path)}" in readme, f"README does not document {path}"
+
+
+def readme_table_commands() -> set[tuple[str, ...]]:
+    """The commands named by the rows of README's command table (`| `workbench a b …` |`)."""
+    found = set()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        row = re.match(r"\| `workbench ((?:[a-z]+ ?)+)", line)
+        if row:
+            found.add(tuple(row.group(1).split()))
+    return found
+
+
+def test_readme_command_table_has_one_row_per_command() -> None:
+    """README's command table lists exactly the commands `workbench --help` offers (each once;
+    no row for a command that is gone), the new ones included."""
+    table = readme_table_commands()
+    assert {("init",), ("doctor",), ("gateway",), ("mcp",), ("mcp", "token")} <= table
+    assert {("approver", "list"), ("approver", "remove"), ("reconcile", "resolve")} <= table
+    assert table == set(clikit.runnable())
+
+
+def test_the_walk_covers_every_command() -> None:
+    """tests/clikit.RUNNABLE gives every command its arguments, so the failure walks reach all
+    of them (a new command must be added there)."""
+    assert set(clikit.RUNNABLE) == set(clikit.runnable())
+    parser = build_parser()
+    for path, argv in clikit.RUNNABLE.items():
+        args = parser.parse_args(argv)
+        assert args.handler.__name__ == "cmd_" + "_".join(path).replace("-", "_"), path
 
 
 def test_home_comes_from_the_environment(
@@ -74,14 +92,6 @@ def test_audit_tail_prints_the_newest_events(
 
 
 # -- the order commands: what a person reads in a terminal ---------------------------------------
-
-
-@pytest.fixture
-def wall_clock_at_trading_now(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    """The commands' wall clock, fixed on a trading morning (time is outside our control)."""
-    clock = FixedClock(TRADING_NOW)
-    monkeypatch.setattr(workbench_module, "SystemClock", lambda: clock)
-    return clock
 
 
 @pytest.fixture
@@ -260,21 +270,24 @@ def test_policy_bars_are_read_relative_to_the_policies_folder(home: Path, tmp_pa
     assert quote.source == "file bars.csv" and not quote.synthetic
 
 
-def test_ib_async_lines_are_named_and_what_the_workbench_says_is_not_said_twice(
-    capsys: pytest.CaptureFixture[str],
+def test_options_given_before_mcp_token_reach_it(home: Path) -> None:
+    """`mcp --home H token` issues the token in H (the action's own --home sets nothing unless
+    given there, as for `reconcile … resolve`)."""
+    args = build_parser().parse_args(["mcp", "--home", str(home), "token"])
+    assert args.home == str(home) and args.handler is cli.cmd_mcp_token
+    assert build_parser().parse_args(["mcp", "token", "--home", "X"]).home == "X"
+
+
+def test_proposals_state_is_taken_in_any_case(
+    home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """On the terminal an ib_async error is named as ib_async's; IB's order answers that the
-    workbench reports itself (a cancel's 202, a 201 reject) are not printed twice."""
-    parent, wrapper = logging.getLogger("ib_async"), logging.getLogger("ib_async.wrapper")
-    level, propagate = parent.level, parent.propagate
-    handler = cli._library_logs()
-    try:
-        assert cli._library_logs() is handler  # one per process
-        wrapper.error("Error 202, reqId 7: Order Canceled - reason:")
-        wrapper.error("Error 201, reqId 8: Order rejected - reason:no permissions")
-        wrapper.error("Error handling fields: 'x'")
-        assert capsys.readouterr().err == "ib_async.wrapper ERROR: Error handling fields: 'x'\n"
-    finally:
-        parent.removeHandler(handler)
-        parent.setLevel(level)
-        parent.propagate = propagate
+    """`proposals --state approval_requested` lists that state; a state that does not exist
+    is refused in one line listing the states there are (exit 2)."""
+    pending = _pending(home)
+    assert main(["proposals", "--state", "approval_requested", "--home", str(home)]) == 0
+    assert pending[0] in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        main(["proposals", "--state", "BOGUS", "--home", str(home)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1
+    assert "'BOGUS'" in err and "APPROVAL_REQUESTED" in err and "RISK_REVIEW" in err

@@ -9,8 +9,11 @@ code and output in files the test reads afterwards.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -41,10 +44,13 @@ class Ran:
         return lines[0]
 
 
-def workbench(*args: str, stdin: int | None = subprocess.DEVNULL) -> Ran:
+def workbench(
+    *args: str, stdin: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None
+) -> Ran:
     run = subprocess.run(
-        [WORKBENCH, *args], capture_output=True, text=True, timeout=300, stdin=stdin
-    )
+        [WORKBENCH, *args], capture_output=True, text=True, timeout=300, stdin=stdin,
+        env=None if env is None else {**os.environ, **env},
+    )  # fmt: skip
     return Ran(run.returncode, run.stdout, run.stderr)
 
 
@@ -221,6 +227,114 @@ def test_missing_files_are_one_line(tmp_path: Path) -> None:
     for args in (["status", "--policy-dir", str(missing)], ["status", "--bars", str(missing)]):
         ran = workbench(*args, "--home", str(home))
         assert ran.code == 2 and str(missing) in ran.one_line_error(), args
+
+
+def test_a_policies_folder_that_is_a_file_or_named_by_the_environment_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """--policy-dir naming a file, or $WORKBENCH_POLICY_DIR naming nothing: exit 2, one line
+    saying which and where it came from, before anything is opened."""
+    home = create_home(tmp_path / "home")
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    ran = workbench("status", "--policy-dir", str(afile), "--home", str(home))
+    said = f"error: {afile} is a file, not a policies folder (from --policy-dir)"
+    assert ran.code == 2 and ran.one_line_error() == said
+    nowhere = str(tmp_path / "nope")
+    ran = workbench("proposals", "--home", str(home), env={"WORKBENCH_POLICY_DIR": nowhere})
+    said = f"error: no policies folder at {nowhere} (from $WORKBENCH_POLICY_DIR)"
+    assert ran.code == 2 and ran.one_line_error() == said
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["proposals", "--state", "BOGUS"], "'BOGUS' (choose from 'PROPOSED', 'SIMULATED'"),
+        (["cancel", "p" * 5000], "is not a proposal id (letters, digits, _ and -; 1 to 64)"),
+        (["approve", "p1; rm -rf /", "--approver", "alice"], "is not a proposal id"),
+        (["approve", "p1", "--approver", "Alice"], "'Alice' is not an approver name"),
+        (["approver", "add", "bad name"], "'bad name' is not an approver name"),
+        (["audit", "tail", "-n", "-3"], "-3 is not between 1 and 1,000,000"),
+        (["mcp", "--http-port", "99999"], "99999 is not a port (1 to 65535)"),
+        (["status", "--broker", "live"], "invalid choice: 'live' (choose from 'paper', 'ibkr')"),
+        (["mcp", "tokn"], "invalid choice: 'tokn' (choose from 'token')"),
+    ],
+    ids=["no command", "bogus state", "absurd id", "shell in an id", "capital approver",
+         "space in a name", "negative count", "absurd port", "unknown broker", "unknown action"],
+)  # fmt: skip
+def test_wrong_missing_and_absurd_arguments_are_one_line_naming_the_help(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    """A careless command line: exit 2, one short line saying what is wrong (the valid choices
+    when there are some) and which --help to read; nothing is opened or created."""
+    ran = workbench(*args, env={"WORKBENCH_HOME": str(tmp_path / "home")})
+    line = ran.one_line_error()
+    assert ran.code == 2 and says in line and line.endswith("--help`)"), line
+    assert len(line) < 500 and ran.out == "" and not (tmp_path / "home").exists()
+
+
+def test_an_unreachable_ib_gateway_is_one_line_without_the_librarys_log(tmp_path: Path) -> None:
+    """`status`, `proposals` and `mcp` on IBKR with nothing listening on the port: exit 1, the
+    workbench's own one line (where it looked, what to check), no ib_async log line."""
+    home = create_home(tmp_path / "home")
+    with socket.socket() as probe:  # a port nothing listens on (and not a live one)
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    for command in ("status", "proposals", "mcp"):
+        ran = workbench(command, "--broker", "ibkr", "--port", port, "--home", str(home))
+        if command == "mcp":  # its stdout is the protocol: the home line is on stderr
+            home_line, rest = ran.err.split("\n", 1)
+            assert home_line == f"home: {home}"
+            ran = Ran(ran.code, ran.out, rest)
+        line = ran.one_line_error()
+        assert ran.code == 1 and line.startswith("refused: cannot reach IB Gateway/TWS"), line
+        assert f"127.0.0.1:{port}" in line and "ib_async" not in ran.err
+
+
+def test_ctrl_c_at_a_passphrase_prompt_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C while `resume` waits for its passphrase: exit 130, one line, nothing recorded."""
+    home = create_home(tmp_path / "home")
+    with subprocess.Popen(
+        [WORKBENCH, "resume", "--approver", "alice", "--passphrase-stdin", "--home", str(home)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as waiting:  # fmt: skip
+        assert waiting.stdout is not None
+        assert waiting.stdout.readline() == f"home: {home}\n"  # the command has started
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=60)
+    ran = Ran(waiting.returncode, out, err)
+    assert ran.code == 130 and ran.one_line_error() == "interrupted (Ctrl-C)"
+    with AuditLog(home / DB_NAME) as log:
+        assert log.count() == 0
+
+
+def test_a_reader_that_stops_early_gets_no_error_text(tmp_path: Path) -> None:
+    """`workbench audit tail | head -1`: the reader closes the pipe; the command stops quietly
+    (exit 1, as Python does on EPIPE) with nothing on stderr, no traceback."""
+    home = home_with_events(tmp_path / "home", n=400)  # far more than a pipe holds
+    with subprocess.Popen(
+        [WORKBENCH, "audit", "tail", "-n", "400", "--home", str(home)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as tail:  # fmt: skip
+        assert tail.stdout is not None and tail.stderr is not None
+        assert tail.stdout.readline() == f"home: {home}\n"
+        tail.stdout.close()
+        err = tail.stderr.read()
+    assert tail.returncode == 1 and err == ""
+
+
+def test_an_absurdly_long_name_is_refused_in_one_short_line(tmp_path: Path) -> None:
+    """`halt --by` with 5,000 characters: exit 2, one line that quotes only the start of it;
+    the trading state is unchanged."""
+    home = create_home(tmp_path / "home")
+    ran = workbench("halt", "--reason", "x", "--by", "b" * 5000, "--home", str(home))
+    line = ran.one_line_error()
+    assert (
+        ran.code == 2 and line.startswith("error: by must be 1-200 characters") and len(line) < 150
+    )
+    with AuditLog(home / DB_NAME) as log:
+        assert log.events(types=(EventType.KILL_SWITCH_ACTIVATED,)) == []
 
 
 def test_oversized_and_deeply_nested_json_are_one_line(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_autocommit import enabled_policies
+from helpers import enabled_policies
 from wbkit import POLICIES, counter_ids, intent, open_wb, parent_orders
 
 from workbench.audit import EventType

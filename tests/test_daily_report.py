@@ -12,7 +12,6 @@ from __future__ import annotations
 import html as htmllib
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,11 +21,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import policies_with
 from wbkit import CREDENTIAL, POLICIES, add_approver
 
 from workbench.audit import AuditLog, EventType
 from workbench.clock import FixedClock
-from workbench.replay import NEW_YORK
+from workbench.fmt import NEW_YORK
 from workbench.workbench import Workbench
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
@@ -62,11 +62,9 @@ def _daily(home: Path, wall_clock: datetime, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Days]:
     home = tmp_path_factory.mktemp("report") / "home"
-    tight = tmp_path_factory.mktemp("policies") / "policies"
-    shutil.copytree(POLICIES, tight)
-    policy = tight / "risk_policy.yaml"
-    policy.write_text(
-        policy.read_text().replace("max_notional_per_trade: 25000", "max_notional_per_trade: 15000")
+    tight = policies_with(
+        tmp_path_factory.mktemp("policies") / "policies",
+        ("max_notional_per_trade: 25000", "max_notional_per_trade: 15000"),
     )
     _daily(home, datetime(2026, 11, 18, 10, 30, tzinfo=NEW_YORK))
     clock = FixedClock(datetime(2026, 11, 18, 15, 31, tzinfo=UTC))

@@ -13,8 +13,8 @@ from conftest import TRADING_NOW
 from wbkit import POLICIES
 
 from workbench.explore import Lab, snap
+from workbench.fmt import NEW_YORK
 from workbench.home import create_home, replay_home
-from workbench.replay import NEW_YORK
 
 
 @pytest.fixture

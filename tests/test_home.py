@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import clikit
 import pytest
 
 from workbench.cli import main
@@ -76,22 +77,7 @@ def test_cli_from_notebooks_folder_uses_the_projects_home(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     "command",
-    [
-        ["status"],
-        ["audit", "verify"],
-        ["audit", "tail"],
-        ["proposals"],
-        ["halt", "--reason", "x", "--by", "ops"],
-        ["reduce", "--reason", "x", "--by", "ops"],
-        ["resume", "--approver", "bob", "--passphrase-stdin"],
-        ["approve", "p1", "--approver", "bob", "--passphrase-stdin"],
-        ["reject", "p1", "--approver", "bob", "--reason", "no", "--passphrase-stdin"],
-        ["submit", "p1", "--token", "t"],
-        ["cancel", "p1"],
-        ["reconcile"],
-        ["reconcile", "resolve", "p1", "--not-sent", "--approver", "bob", "--passphrase-stdin"],
-        ["approver", "add", "bob", "--passphrase-stdin"],
-    ],
+    clikit.on_a_home(creators=False),
     ids=lambda c: " ".join(c[:2]),
 )
 def test_a_missing_home_is_refused_naming_it_and_never_created(
@@ -103,6 +89,24 @@ def test_a_missing_home_is_refused_naming_it_and_never_created(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(typo) in err and "no workbench home" in err
     assert not typo.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    clikit.on_a_home(creators=True),
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_file_given_as_the_home_is_refused_in_one_line_by_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """Every command that works on a home, creators included: --home naming a file exits 2 in
+    one line saying so, and the file is left as it was."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert main([*command, "--home", str(afile)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is a file" in err and "Traceback" not in err
+    assert afile.read_text() == "mine"
 
 
 def test_a_folder_without_the_database_is_not_a_home(tmp_path: Path) -> None:

@@ -35,11 +35,6 @@ LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 JSON = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     return subprocess.run(
@@ -161,6 +156,25 @@ def test_binding_anything_but_loopback_needs_allow_remote(home: Path, clock: Fix
     assert out.returncode == 2 and "need --http" in out.stderr
     out = run("mcp", "--http", "--http-port", "0", "--home", str(home))
     assert out.returncode == 2 and "0 is not a port (1 to 65535)" in out.stderr
+
+
+def test_a_port_in_use_is_refused_in_one_line_before_anything_is_served(
+    home: Path, clock: FixedClock
+) -> None:
+    """`workbench mcp --http` on a port another program holds: exit 1, one line of its own
+    saying so (no web server's log line), and the banner of a server never printed."""
+    make_home(home, clock)
+    issue_token(home, rotate=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run("mcp", "--http", "--http-port", str(port), "--home", str(home))
+    assert out.returncode == 1, out
+    assert out.stderr.splitlines() == [
+        f"home: {home}",
+        f"refused: cannot listen on 127.0.0.1:{port}: Address already in use",
+    ]
 
 
 def test_the_token_is_printed_once_and_only_its_digest_is_kept(

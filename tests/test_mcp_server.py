@@ -54,11 +54,6 @@ SATURDAY = datetime(2026, 11, 21, 15, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def server(home: Path, clock: FixedClock) -> Any:
     make_home(home, clock)
     with served(home, clock) as srv:
@@ -139,7 +134,7 @@ async def test_portfolio_shows_nav_cash_and_each_position_with_its_weight(
     home: Path, clock: FixedClock
 ) -> None:
     """After a person's filled order, the model reads NAV, cash and the position's weight."""
-    from test_workbench import approved
+    from wbkit import approved
 
     make_home(home, clock)
     with open_wb(home, clock) as wb:

@@ -37,11 +37,6 @@ INSPECTOR = "@modelcontextprotocol/inspector@0.15.0"
 SESSION_DAY = date(2026, 11, 18)  # a Wednesday NYSE session, in the past
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def command(home: Path) -> list[str]:
     return [WORKBENCH, "mcp", "--home", str(home), "--policy-dir", str(POLICIES)]
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from conftest import TRADING_NOW
 from helpers import fake_resolution
-from test_cli import wall_clock_at_trading_now  # noqa: F401  (a fixture)
 from wbkit import (
     APPROVER,
     CREDENTIAL,
     PASSPHRASE,
     POLICIES,
     add_approver,
+    approved,
     counter_ids,
     intent,
     open_wb,
@@ -45,12 +45,6 @@ from workbench.models import Decision, RuleId, Side
 from workbench.workbench import Workbench
 
 ALICE_WRONG = Credential(APPROVER, "not alice's passphrase")
-
-
-def approved(wb: Workbench, symbol: str = "SPY", qty: int = 10) -> tuple[str, str]:
-    outcome = wb.run(intent(wb, symbol, qty), actor="test")
-    assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
-    return outcome.proposal_id, wb.approve(outcome.proposal_id, CREDENTIAL).token
 
 
 def crash_after_spending(wb: Workbench, symbol: str = "SPY", qty: int = 10) -> str:
@@ -289,7 +283,7 @@ def test_the_reconcile_commands_list_and_resolve(
     home: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    wall_clock_at_trading_now: FixedClock,  # noqa: F811
+    wall_clock_at_trading_now: FixedClock,
 ) -> None:
     """`workbench reconcile` lists the orphan in 100 columns and exits 1; `reconcile resolve`
     with a wrong passphrase exits 1, with alice's exits 0; then reconcile is clean (exit 0)."""

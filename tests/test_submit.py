@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 from conftest import TRADING_NOW
 from helpers import policies_with
-from wbkit import CREDENTIAL, POLICIES, add_approver, counter_ids, intent, open_wb, parent_orders
+from wbkit import (
+    CREDENTIAL,
+    POLICIES,
+    add_approver,
+    approved,
+    counter_ids,
+    intent,
+    open_wb,
+    parent_orders,
+)
 
 from workbench.audit import EventType
 from workbench.clock import FixedClock
@@ -24,13 +33,6 @@ from workbench.models import RuleId, Side
 from workbench.workbench import Workbench
 
 TWELVE = ("SPY", "QQQ", "IWM", "DIA", "VTI", "XLK", "GLD", "XLV", "AAPL", "MSFT", "JPM", "PG")
-
-
-def approved(wb: Workbench, symbol: str = "SPY", qty: int = 10) -> tuple[str, str]:
-    """An intent the gate approves, approved by alice: (proposal id, token)."""
-    outcome = wb.run(intent(wb, symbol, qty), actor="test")
-    assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
-    return outcome.proposal_id, wb.approve(outcome.proposal_id, CREDENTIAL).token
 
 
 def verdict(wb: Workbench, pid: str) -> RiskGateEvaluated:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import policies_with
 from wbkit import (
     APPROVER,
     CREDENTIAL,
     POLICIES,
     add_approver,
+    approved,
     counter_ids,
     intent,
     open_wb,
@@ -33,16 +34,6 @@ from workbench.workbench import Workbench
 
 D = Decimal
 DAY = "daily:2026-11-18"
-
-
-def approved(
-    wb: Workbench, symbol: str = "SPY", qty: int = 10, side: Side = Side.BUY
-) -> tuple[str, str]:
-    """Run an intent to APPROVAL_REQUESTED and approve it: (proposal id, token)."""
-    outcome = wb.run(intent(wb, symbol, qty, side, stop=side is Side.BUY), actor="test")
-    assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
-    grant = wb.approve(outcome.proposal_id, CREDENTIAL)
-    return outcome.proposal_id, grant.token
 
 
 def types(wb: Workbench, proposal_id: str) -> list[str]:
@@ -276,11 +267,9 @@ def test_policy_allows_fractions_only_for_listed_symbols_in_their_steps(
     home: Path, clock: FixedClock, tmp_path: Path
 ) -> None:
     """With SPY listed at 0.001, 10.5 SPY is proposed; 10.0005 SPY and 0.5 QQQ are refused."""
-    policies = tmp_path / "policies"
-    shutil.copytree(POLICIES, policies)
-    text = (policies / "risk_policy.yaml").read_text()
-    text = text.replace("fractional_quantities: {}", "fractional_quantities: {SPY: 0.001}")
-    (policies / "risk_policy.yaml").write_text(text)
+    policies = policies_with(
+        tmp_path / "policies", ("fractional_quantities: {}", "fractional_quantities: {SPY: 0.001}")
+    )
     with open_wb(home, clock, policies=policies) as wb:
         spy = intent(wb, "SPY", 10)
         assert wb.propose(spy.model_copy(update={"quantity": D("10.5")}), actor="test")

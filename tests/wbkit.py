@@ -14,6 +14,7 @@ from pathlib import Path
 from workbench.authority import Credential
 from workbench.brokers.base import OrderRole
 from workbench.clock import FixedClock
+from workbench.lifecycle import OrderState
 from workbench.models import OrderIntent, OrderType, ProtectiveStop, Side, Source
 from workbench.workbench import Workbench
 
@@ -85,6 +86,17 @@ def intent(
         is_propagated=is_propagated,
         reason="facade test",
     )
+
+
+def approved(
+    wb: Workbench, symbol: str = "SPY", qty: int = 10, side: Side = Side.BUY
+) -> tuple[str, str]:
+    """Run an intent the gate approves to APPROVAL_REQUESTED and approve it as ``APPROVER``
+    (a buy with its stop): (proposal id, token)."""
+    outcome = wb.run(intent(wb, symbol, qty, side, stop=side is Side.BUY), actor="test")
+    assert outcome.state is OrderState.APPROVAL_REQUESTED, outcome
+    grant = wb.approve(outcome.proposal_id, CREDENTIAL)
+    return outcome.proposal_id, grant.token
 
 
 def parent_orders(wb: Workbench) -> list[str]:

@@ -47,10 +47,10 @@ from workbench.events import (
 )
 from workbench.lifecycle import OrderState, advance
 from workbench.models import AccountId, Decision, Sha256Hex, SubmitPermit, TradingState
+from workbench.orders import PROPOSAL_ID_RE
 from workbench.policy import RiskPolicy, load_policy, policy_hash
 from workbench.records import ProposalRecord
 
-PROPOSAL_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 TOKEN_RE = re.compile(r"([A-Za-z0-9_\-]{1,1024})\.([0-9a-f]{64})")
 MAX_REASON = 2000
 MAX_EXPIRY = timedelta(hours=1)
@@ -378,7 +378,7 @@ def grant_verifies(key: bytes | None, proposal_id: str, grant: ApprovalGranted) 
 
 
 def _check_proposal_id(proposal_id: object) -> None:
-    if not isinstance(proposal_id, str) or PROPOSAL_RE.fullmatch(proposal_id) is None:
+    if not isinstance(proposal_id, str) or PROPOSAL_ID_RE.fullmatch(proposal_id) is None:
         raise ApprovalError(f"malformed proposal id {proposal_id!r:.80}")
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, StrictBool, StrictInt, ValidationError, model_validator
 
-from workbench.errors import ConfigError, LiveTradingRefusedError
+from workbench.errors import ConfigError, LiveTradingRefusedError, problems
 from workbench.models import Currency
 from workbench.policy import Config, load_config
 
@@ -124,8 +124,7 @@ def connection_settings(
     try:
         settings = policy.ibkr.with_overrides(host=host, port=port, client_id=client_id)
     except ValidationError as exc:
-        problems = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"bad IBKR connection: {problems}") from None
+        raise ConfigError(f"bad IBKR connection: {problems(exc)}") from None
     paper_only(settings)
     return settings, policy.digest
 

@@ -2,10 +2,13 @@
 
 Exit codes: 0 done; 1 refused (a credential, token, trading state or the gate said no; a report
 notebook failed) or a fault (a full disk, a corrupt database); 2 bad input or configuration
-(nothing was done). Every expected failure is one line on stderr, never a traceback.
+(nothing was done); 130 interrupted (Ctrl-C). Every expected failure is one line on stderr,
+never a traceback.
 
-Every command first prints the home it works on. Only ``daily`` and ``init`` create a home; every
-other command refuses a missing one (exit 2), naming the path it looked at.
+Every command that works on a home first prints it. Only ``daily`` and ``init`` create a home;
+every other command refuses a missing one (exit 2), naming the path it looked at. An argument
+mistake is caught by argparse (types, choices) before anything is opened; library log lines reach
+the terminal only through ``cli_logs``.
 """
 
 from __future__ import annotations
@@ -13,18 +16,18 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
-import logging
-import re
+import os
 import shutil
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from workbench import __version__, cli_format, fmt, privacy, trading_state
 from workbench.audit import AuditLog
-from workbench.authority import Authority, Credential
+from workbench.authority import NAME_RE, Authority, Credential
+from workbench.cli_logs import library_lines
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import (
     DB_NAME,
@@ -35,14 +38,26 @@ from workbench.home import (
     require_home,
     require_writable,
     resolve_home,
+    resolve_policy_dir,
 )
+from workbench.lifecycle import OrderState
 from workbench.models import TradingState
+from workbench.orders import PROPOSAL_ID_RE
 
 if TYPE_CHECKING:
     from workbench.workbench import Workbench
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's 128 + SIGINT
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a wrong, missing or absurd argument said in one line (exit 2), naming the
+    command's --help instead of printing its whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _fails_cleanly(handler: Handler) -> Handler:
@@ -138,26 +153,50 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 # -- status and trading state --------------------------------------------------------------------
 
 
-def _count(text: str) -> int:
-    """A count argument: a whole number from 1 to 1,000,000 (argparse reports anything else)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1,000,000")
-    return value
+def _whole(what: str, low: int, high: int, outside: str) -> Callable[[str], int]:
+    """An argument type: a whole number from ``low`` to ``high``; anything else is reported by
+    argparse, as "'x' is not a {what}" or "{n} is not {outside}"."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not {outside}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    """A TCP port argument: a whole number from 1 to 65535 (argparse reports anything else)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65_535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
-    return value
+_count = _whole("whole number", 1, 1_000_000, "between 1 and 1,000,000")
+_port = _whole("port number", 1, 65_535, "a port (1 to 65535)")
+
+
+def _proposal_id(text: str) -> str:
+    """A proposal id argument (letters, digits, _ and -, up to 64), checked before anything is
+    opened or asked."""
+    if PROPOSAL_ID_RE.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r:.40} is not a proposal id (letters, digits, _ and -; 1 to 64)"
+        )
+    return text
+
+
+def _approver(text: str) -> str:
+    """An approver name argument, in the form every approver name has (whether it is enrolled
+    is for the library to say, with the passphrase)."""
+    if NAME_RE.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r:.40} is not an approver name (a lowercase letter, then 1 to 31 of"
+            " a-z 0-9 _ . -)"
+        )
+    return text
+
+
+def _state(text: str) -> str:
+    """A proposal state argument, in any case (argparse lists the states when it is none)."""
+    return text.upper()
 
 
 def _path(text: str | None) -> Path | None:
@@ -281,8 +320,6 @@ def cmd_approver_list(args: argparse.Namespace) -> int:
 @_fails_cleanly
 def cmd_proposals(args: argparse.Namespace) -> int:
     """List proposals with their decision, blocking reasons and state (fits 100 columns)."""
-    from workbench.lifecycle import OrderState
-
     states = [OrderState(args.state)] if args.state else None
     with _open(args) as wb:
         frame = wb.proposals(states=states)
@@ -488,10 +525,11 @@ def _say(text: str) -> None:
 @_fails_cleanly
 def cmd_mcp(args: argparse.Namespace) -> int:
     """Serve the MCP tools (read and propose only) on stdio, or with --http on 127.0.0.1."""
+    from contextlib import AbstractContextManager, nullcontext
+
     import anyio
 
     from workbench import mcp_http
-    from workbench.home import resolve_policy_dir
     from workbench.mcp_policy import load_mcp_policy
     from workbench.mcp_server import build_server
     from workbench.proposer import Proposer
@@ -506,9 +544,17 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     limits = load_mcp_policy(folder)
     home = resolve_home(args.home)
     verifier = mcp_http.HomeTokenVerifier(home) if args.http else None
-    with Proposer.open(
-        home, args.broker, policy_dir=folder, bars_path=_path(args.bars), **_connection(args)
-    ) as proposer:
+    # A port in use is refused before the home or the broker is opened.
+    sockets_cm: AbstractContextManager[list[Any]] = (
+        mcp_http.listening(host, port) if args.http else nullcontext([])
+    )
+    with (
+        sockets_cm as sockets,
+        Proposer.open(
+            home, args.broker, policy_dir=folder, bars_path=_path(args.bars), **_connection(args)
+        ) as proposer,
+    ):
+        library_lines().let_through()  # open: from now on its lines are news, said as they come
         server = build_server(
             proposer, limits, transport="http" if args.http else "stdio",
             auth=mcp_http.auth_settings() if args.http else None, token_verifier=verifier,
@@ -524,7 +570,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
             app = mcp_http.http_app(
                 server, host=host, port=port, extra_hosts=tuple(args.allowed_host), max_body=body
             )
-            anyio.run(lambda: mcp_http.serve(app, host=host, port=port))
+            anyio.run(lambda: mcp_http.serve(app, sockets, host=host, port=port))
         except KeyboardInterrupt:
             pass
     return EXIT_OK
@@ -544,19 +590,13 @@ def cmd_mcp_token(args: argparse.Namespace) -> int:
 
 
 def _add_mcp(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], home: argparse.ArgumentParser
+    sub: argparse._SubParsersAction[_Parser],
+    home: _Parser,
+    full: _Parser,
 ) -> None:
-    mcp = _add(sub, "mcp", cmd_mcp, home)
-    mcp.add_argument(
-        "--policy-dir", default=None,
-        help=f"policies folder (default: ${POLICY_ENV}, else the nearest policies/)",
-    )  # fmt: skip
-    mcp.add_argument(
-        "--broker", default="paper", choices=["paper", "ibkr"],
-        help="paper (default) or ibkr, opened read-and-propose only",
-    )  # fmt: skip
-    mcp.add_argument("--bars", default=None, help="your own daily bars (paper broker)")
-    _add_ibkr_connection(mcp)
+    """``mcp`` serves (its broker opened read-and-propose only); ``mcp token`` issues the HTTP
+    mode's token."""
+    mcp = _add(sub, "mcp", cmd_mcp, full)
     mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
     mcp.add_argument("--bind", default=None, metavar="ADDRESS", help="HTTP address (127.0.0.1)")
     mcp.add_argument("--http-port", type=_port, default=None, metavar="N", help="HTTP port (8765)")
@@ -569,25 +609,26 @@ def _add_mcp(
         help="another Host name clients use to reach a remote bind (DNS-rebinding check)",
     )  # fmt: skip
     actions = mcp.add_subparsers(dest="mcp_command", required=False, metavar="ACTION")
-    token = _add(actions, "token", cmd_mcp_token, home)
+    nested_home, _ = _common(nested=True)  # `mcp --home H token` keeps H
+    token = _add(actions, "token", cmd_mcp_token, nested_home)
     token.add_argument("--rotate", action="store_true", help="replace an existing token")
 
 
 # -- the parser ----------------------------------------------------------------------------------
 
 
-def _common(*, nested: bool = False) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+def _common(*, nested: bool = False) -> tuple[_Parser, _Parser]:
     """The home option, and every option of a command that opens the facade. ``nested``: for
     an action under a command that has them too (``reconcile resolve``): given there they set
     the value, else they leave the command's own untouched."""
     unset = argparse.SUPPRESS if nested else None
-    home = argparse.ArgumentParser(add_help=False)
+    home = _Parser(add_help=False)
     home.add_argument(
         "--home",
         default=unset,
         help=f"workbench home folder (default: ${HOME_ENV}, else the project's runs/)",
     )
-    full = argparse.ArgumentParser(add_help=False, parents=[home])
+    full = _Parser(add_help=False, parents=[home])
     full.add_argument(
         "--policy-dir",
         default=unset,
@@ -623,11 +664,11 @@ def _add_ibkr_connection(parser: argparse.ArgumentParser, unset: str | None = No
 
 
 def _add(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[_Parser],
     name: str,
     handler: Handler,
-    parent: argparse.ArgumentParser,
-) -> argparse.ArgumentParser:
+    parent: _Parser,
+) -> _Parser:
     parser = sub.add_parser(
         name, parents=[parent], help=handler.__doc__, description=handler.__doc__
     )
@@ -635,45 +676,48 @@ def _add(
     return parser
 
 
-def _add_order_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], full: argparse.ArgumentParser
-) -> None:
+def _add_order_commands(sub: argparse._SubParsersAction[_Parser], full: _Parser) -> None:
     proposals = _add(sub, "proposals", cmd_proposals, full)
-    proposals.add_argument("--state", help="only this state")
+    proposals.add_argument(
+        "--state", type=_state, choices=[s.value for s in OrderState], metavar="STATE",
+        help="only this state: " + ", ".join(s.value for s in OrderState),
+    )  # fmt: skip
     proposals.add_argument(
         "--wide", action="store_true", help="every column and every violation, unwrapped"
     )
     stdin_help = "read passphrases from stdin, one line each"
     approve = _add(sub, "approve", cmd_approve, full)
-    approve.add_argument("proposal_id")
-    approve.add_argument("--approver", required=True, help="your approver name")
+    approve.add_argument("proposal_id", type=_proposal_id)
+    approve.add_argument("--approver", type=_approver, required=True, help="your approver name")
     approve.add_argument("--reason", default=None, help="override reason (REVIEW decisions)")
-    approve.add_argument("--second-approver", default=None, help="second approver, if required")
+    approve.add_argument(
+        "--second-approver", type=_approver, default=None, help="second approver, if required"
+    )
     approve.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
     reject = _add(sub, "reject", cmd_reject, full)
-    reject.add_argument("proposal_id")
-    reject.add_argument("--approver", required=True, help="your approver name")
+    reject.add_argument("proposal_id", type=_proposal_id)
+    reject.add_argument("--approver", type=_approver, required=True, help="your approver name")
     reject.add_argument("--reason", required=True, help="why (recorded)")
     reject.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
     submit = _add(sub, "submit", cmd_submit, full)
-    submit.add_argument("proposal_id")
+    submit.add_argument("proposal_id", type=_proposal_id)
     submit.add_argument("--token", required=True, help="the one-time token, or - for stdin")
     cancel = _add(sub, "cancel", cmd_cancel, full)
-    cancel.add_argument("proposal_id")
+    cancel.add_argument("proposal_id", type=_proposal_id)
     cancel.add_argument("--by", default=None, help="who (default: the OS user name)")
     _add_reconcile(sub, full)
 
 
-def _add_reconcile(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], full: argparse.ArgumentParser
-) -> None:
+def _add_reconcile(sub: argparse._SubParsersAction[_Parser], full: _Parser) -> None:
     """``reconcile`` lists; ``reconcile resolve`` resolves. The resolve action takes the same
     options, which set nothing unless given there (so ``reconcile --home H resolve …`` keeps H)."""
     reconcile = _add(sub, "reconcile", cmd_reconcile, full)
     _, nested = _common(nested=True)
     actions = reconcile.add_subparsers(dest="reconcile_command", metavar="ACTION")
     resolve = _add(actions, "resolve", cmd_reconcile_resolve, nested)
-    resolve.add_argument("proposal_id", help="the proposal whose outcome is unknown")
+    resolve.add_argument(
+        "proposal_id", type=_proposal_id, help="the proposal whose outcome is unknown"
+    )
     outcome = resolve.add_mutually_exclusive_group(required=True)
     outcome.add_argument(
         "--not-sent", action="store_true", help="the broker holds no order with its orderRef"
@@ -681,7 +725,7 @@ def _add_reconcile(
     outcome.add_argument(
         "--sent-as", metavar="BROKER_ORDER_ID", help="the broker's order with its orderRef"
     )
-    resolve.add_argument("--approver", required=True, help="your approver name")
+    resolve.add_argument("--approver", type=_approver, required=True, help="your approver name")
     resolve.add_argument(
         "--reason", default="checked at the broker by an approver", help="why (recorded)"
     )
@@ -689,22 +733,22 @@ def _add_reconcile(
 
 
 def _add_state_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    home: argparse.ArgumentParser,
-    full: argparse.ArgumentParser,
+    sub: argparse._SubParsersAction[_Parser],
+    home: _Parser,
+    full: _Parser,
 ) -> None:
     for name, handler in (("halt", cmd_halt), ("reduce", cmd_reduce)):
         parser = _add(sub, name, handler, home)
         parser.add_argument("--reason", required=True, help="why (recorded in the audit log)")
         parser.add_argument("--by", default=None, help="who (default: the OS user name)")
     resume = _add(sub, "resume", cmd_resume, full)
-    resume.add_argument("--approver", required=True, help="a registered approver")
+    resume.add_argument("--approver", type=_approver, required=True, help="a registered approver")
     resume.add_argument("--reason", default="resumed by a person", help="why (recorded)")
     resume.add_argument("--passphrase-stdin", action="store_true", help="passphrase from stdin")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="workbench",
         description="Research-to-paper trading workbench: propose, simulate, gate, approve, submit",
     )
@@ -721,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--universe", default="", help="comma-separated symbols to trade")
     _add(sub, "init", cmd_init, home)
 
-    gateway = _add(sub, "gateway", cmd_gateway, argparse.ArgumentParser(add_help=False))
+    gateway = _add(sub, "gateway", cmd_gateway, _Parser(add_help=False))
     gateway.add_argument("--port", type=int, default=4012, help="TCP port on 127.0.0.1 (4012)")
     gateway.add_argument("--account", default="DU1234567", help="paper account id (DU1234567)")
     gateway.add_argument("--chaos", type=int, default=None, metavar="SEED", help="seeded faults")
@@ -739,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument("--replay", default=None, metavar="FILE", help="serve a transcript")
 
-    _add_mcp(sub, home)
+    _add_mcp(sub, home, full)
     audit = sub.add_parser("audit", help="Inspect the hash-chained audit log.")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     _add(audit_sub, "verify", cmd_audit_verify, home)
@@ -750,9 +794,12 @@ def build_parser() -> argparse.ArgumentParser:
     approver_sub = approver.add_subparsers(dest="approver_command", required=True, metavar="ACTION")
     stdin_help = "passphrases from stdin, one line each (the new one first, then each --by)"
     add = _add(approver_sub, "add", cmd_approver_add, home)
-    add.add_argument("name", help="approver name: lowercase letters, digits, _ . - (2-32 chars)")
+    add.add_argument(
+        "name", type=_approver, help="approver name: lowercase letters, digits, _ . - (2-32 chars)"
+    )
     add.add_argument(
         "--by",
+        type=_approver,
         action="append",
         default=[],
         metavar="APPROVER",
@@ -764,8 +811,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="rotate an existing approver's passphrase"
     )
     remove = _add(approver_sub, "remove", cmd_approver_remove, home)
-    remove.add_argument("name", help="the approver to remove")
-    remove.add_argument("--by", required=True, metavar="APPROVER", help="a current approver")
+    remove.add_argument("name", type=_approver, help="the approver to remove")
+    remove.add_argument(
+        "--by", type=_approver, required=True, metavar="APPROVER", help="a current approver"
+    )
     remove.add_argument("--passphrase-stdin", action="store_true", help="passphrase from stdin")
     _add(approver_sub, "list", cmd_approver_list, home)
     doctor = _add(sub, "doctor", cmd_doctor, home)
@@ -782,6 +831,21 @@ _READS_ONLY = frozenset({"verify", "tail"})  # `audit verify` and `audit tail` o
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 _NEARLY_FULL = 64 * 1024  # bytes free below which a failed write is put down to a full disk
+
+
+def _check_policy_dir(args: argparse.Namespace) -> None:
+    """The policies folder of a command that reads policies must be a folder (its files are
+    checked by their loaders); said before anything is opened."""
+    if not hasattr(args, "policy_dir"):
+        return
+    folder = resolve_policy_dir(args.policy_dir)
+    if folder.is_dir():
+        return
+    named = "--policy-dir" if args.policy_dir else "$" + POLICY_ENV
+    source = f" (from {named})" if args.policy_dir or os.environ.get(POLICY_ENV) else ""
+    if folder.exists():
+        raise ConfigError(f"{folder} is a file, not a policies folder{source}")
+    raise ConfigError(f"no policies folder at {folder}{source}")
 
 
 def _check_home(args: argparse.Namespace) -> Path | None:
@@ -804,46 +868,6 @@ def _warn_if_readable(args: argparse.Namespace, home: Path) -> None:
     for problem in privacy.problems(home):
         print(f"warning: {problem}: other local users can read it (approve and submit are"
               f" refused until `workbench doctor --fix-permissions`)", file=sys.stderr)  # fmt: skip
-
-
-# IB's answers about an order that ib_async logs as errors while the workbench reports them itself,
-# in its words (a cancel confirmed, IB's reject, a TIF preset note).
-_SAID_BY_THE_WORKBENCH = re.compile(
-    r"^(?:(?:Error|Warning) (?:201|202|10349), |Canceled order: |IBKR API validation warning: )"
-)
-
-
-def _not_said_twice(record: logging.LogRecord) -> bool:
-    return _SAID_BY_THE_WORKBENCH.match(record.getMessage()) is None
-
-
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a line comes (as logging's last resort does)."""
-
-    @property
-    def stream(self) -> object:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
-
-
-def _library_logs() -> logging.Handler:
-    """ib_async's own warnings reach the terminal named as its, not as bare lines, except what
-    the workbench says itself; returns the handler (one per process)."""
-    logger = logging.getLogger("ib_async")
-    for existing in logger.handlers:
-        if getattr(existing, "workbench_cli", False):
-            return existing
-    handler = _Stderr()
-    handler.workbench_cli = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
-    handler.addFilter(_not_said_twice)
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    return handler
 
 
 def _os_problem(exc: OSError) -> tuple[str, int]:
@@ -869,6 +893,7 @@ def run_command(args: argparse.Namespace) -> int:
     line on stderr and an exit code (2 bad input or configuration, 1 refused or a fault)."""
     handler: Handler = args.handler
     home: Path | None = None
+    lines = library_lines().hold()
     try:
         home = _check_home(args)
         if home is not None:
@@ -876,11 +901,15 @@ def run_command(args: argparse.Namespace) -> int:
             out = sys.stderr if args.command == "mcp" else sys.stdout
             print(f"home: {home}", file=out, flush=True)
             _warn_if_readable(args, home)
+        _check_policy_dir(args)
         return handler(args)
     except (ConfigError, ValueError) as exc:
         return _fail(f"error: {exc}", EXIT_BAD_INPUT)
     except WorkbenchError as exc:
         return _fail(f"refused: {exc}{_disk_note(home)}", EXIT_REFUSED)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing to tell it, or anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit either
+        return EXIT_REFUSED
     except sqlite3.DatabaseError as exc:
         db = home / DB_NAME if home else "the workbench database"
         if "full" in str(exc) or _disk_note(home):
@@ -890,15 +919,21 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(*_os_problem(exc))
     except EOFError:
         return _fail("error: the input ended before a value was read", EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
+    finally:
+        lines.let_through()  # a success or an unexpected fault: what the library said too
 
 
 def _fail(message: str, code: int) -> int:
+    """An expected failure: its one line, and none of the library's about it."""
+    library_lines().drop_held()
     print(message, file=sys.stderr)
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _library_logs()
+    library_lines()
     return run_command(build_parser().parse_args(argv))
 
 

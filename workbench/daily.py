@@ -22,6 +22,7 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import resolve_policy_dir
 from workbench.lifecycle import OrderState
 from workbench.models import OrderIntent, PortfolioSnapshot
+from workbench.policy import StrategyParams
 from workbench.proposers import (
     Market,
     StopRules,
@@ -30,6 +31,7 @@ from workbench.proposers import (
     load_targets,
     read_signals,
     rebalance,
+    with_weights,
 )
 from workbench.replay import plan_day
 from workbench.workbench import Outcome, Workbench
@@ -99,6 +101,12 @@ def market_view(wb: Workbench, as_of: date, *, record: bool = True) -> Market:
     )
 
 
+def order_rules(params: StrategyParams) -> tuple[SizingRules, StopRules]:
+    """How every proposer sizes its orders and sets their stops (strategy_params.yaml)."""
+    sizing = SizingRules(params.sizing.min_order_size, params.sizing.max_order_size)
+    return sizing, StopRules(params.smart_stop.atr_multiplier, params.smart_stop.floor)
+
+
 def propose_intents(
     wb: Workbench,
     portfolio: PortfolioSnapshot,
@@ -114,8 +122,7 @@ def propose_intents(
 
     A ``universe`` replaces the targets' symbols with equal weights summing to 90% of NAV
     (rebalance), or keeps only those tickers (signals)."""
-    sizing = SizingRules(wb.params.sizing.min_order_size, wb.params.sizing.max_order_size)
-    stops = StopRules(wb.params.smart_stop.atr_multiplier, wb.params.smart_stop.floor)
+    sizing, stops = order_rules(wb.params)
     market = market_view(wb, as_of, record=record)
     if proposer == "rebalance":
         targets = equal_weights(load_targets(policy_dir), universe)
@@ -135,9 +142,7 @@ def equal_weights(targets: Targets, universe: tuple[str, ...]) -> Targets:
     if not universe:
         return targets
     weight = (Decimal("0.9") / len(universe)).quantize(Decimal("0.000001"), ROUND_DOWN)
-    data = targets.model_dump()
-    data["weights"] = {symbol: weight for symbol in universe}
-    return Targets.model_validate(data)
+    return with_weights(targets, {symbol: weight for symbol in universe})
 
 
 def parse_universe(text: str) -> tuple[str, ...]:

@@ -21,7 +21,6 @@ from workbench.home import is_replay_home
 from workbench.ticket_view import badge
 
 CHART_ROWS = 30
-STATE_COLOURS = {"ACTIVE": "#1b7f3b", "REDUCING": "#b36b00", "HALTED": "#b3261e"}
 
 
 def title(r: CycleReport) -> str:
@@ -35,13 +34,6 @@ def show_report(report: CycleReport, part: str) -> None:
 
 
 # -- the header ----------------------------------------------------------------------------------
-
-_CARD = (
-    "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:14px;line-height:1.5;"
-    "border:1px solid #c8c8c8;border-radius:6px;padding:10px 14px;max-width:980px"
-)
-_TH = "text-align:left;padding:2px 14px 2px 0;color:#555;white-space:nowrap;vertical-align:top"
-_TD = "text-align:left;padding:2px 0;vertical-align:top"
 
 
 def _header(r: CycleReport) -> list[object]:
@@ -57,13 +49,7 @@ def _header(r: CycleReport) -> list[object]:
         )
         market_text = f"CLOSED {m.reason}; next session opens {next_open}"
     head = f"{r.head_seq:,} events, head seq {r.head_seq}"
-    if r.chain_ok:
-        chain = f"{badge('verified OK', '#1b7f3b')} {head} <code>{r.head_hash}</code>"
-        chain_text = f"verified OK, {head} {r.head_hash}"
-    else:
-        chain = f"{badge('BROKEN', '#b3261e')} at {html.escape(r.chain_problem)}"
-        chain_text = f"BROKEN at {r.chain_problem}"
-    state_colour = STATE_COLOURS.get(r.trading_state, "#555")
+    state_colour = report_style.STATE_COLOURS.get(r.trading_state, "#555")
     # The paper broker's quotes are seeded synthetic data; an IBKR label says for itself when its
     # prices are synthetic (the loopback test gateway), and "IBKR paper account" is not that.
     synthetic = r.broker == PAPER_LABEL
@@ -90,20 +76,10 @@ def _header(r: CycleReport) -> list[object]:
             f"{r.trading_state} ({r.trading_state_reason})",
         ),
         ("Home", *_home(r)),
-        ("Audit chain", chain, chain_text),
+        report_style.chain_row(r.chain_ok, head, r.head_hash, f"at {r.chain_problem}"),
     ]
-    body = "".join(
-        f'<tr style="background:transparent"><th style="{_TH}">{k}</th>'
-        f'<td style="{_TD}">{v}</td></tr>'
-        for k, v, _ in rows
-    )
-    card = (
-        f'<div class="wb-report-header" style="{_CARD}"><div style="font-size:18px;'
-        f'font-weight:700;margin-bottom:6px">{html.escape(title(r))}</div>'
-        f'<table style="border-collapse:collapse">{body}</table></div>'
-    )
-    text = report_style.card_text(title(r), ((k, t) for k, _, t in rows))
-    parts: list[object] = [report_style.Html(card, {TITLE_KEY: title(r)}, text)]
+    card = report_style.header_card(title(r), rows, "wb-report-header", {TITLE_KEY: title(r)})
+    parts: list[object] = [card]
     if not m.open_now:
         parts.append(_closed_box(r))
     else:

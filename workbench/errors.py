@@ -6,6 +6,17 @@ fields a caller needs to act on it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def problems(exc: ValidationError, whole: str = "") -> str:
+    """A pydantic validation error as one line: ``where: what`` for each problem, joined by
+    "; " (``whole`` names the place of a problem with the whole value)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in exc.errors())
+
 
 class WorkbenchError(Exception):
     """Base of every fault the workbench raises on purpose."""
@@ -199,6 +210,11 @@ class BarsFormatError(WorkbenchError, ValueError):
 class RiskInputError(WorkbenchError, ValueError):
     """The risk gate was handed inputs that do not belong together (another intent's simulation,
     another account's portfolio, another symbol's quote); no decision was made."""
+
+
+class ListenError(WorkbenchError, OSError):
+    """A server cannot listen where it was asked (the port is taken, the address is not this
+    machine's); nothing was served."""
 
 
 class LiveTradingRefusedError(BrokerError, PermissionError):

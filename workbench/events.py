@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from workbench.brokers.paper_rules import PaperConfig
-from workbench.errors import AuditError
+from workbench.errors import AuditError, problems
 from workbench.intent_hash import intent_hash
 from workbench.models import (
     AccountId,
@@ -204,7 +204,16 @@ class ApprovalRequested(Payload):
     """A person is asked; nothing else to say."""
 
 
-class ApprovalGranted(Payload):
+class MacedForProposal(Payload):
+    """A payload MAC'd with the approval key for one proposal (a grant, a resolution): its
+    ``mac`` (declared by each subclass) covers every other field and the proposal id."""
+
+    def signed(self, proposal_id: str) -> dict[str, Any]:
+        """What the MAC covers: every field but the MAC itself, and the proposal id."""
+        return {**self.model_dump(exclude={"mac"}), "proposal_id": proposal_id}
+
+
+class ApprovalGranted(MacedForProposal):
     """A token was minted. ``mac`` is the approval key's HMAC over every other field and the
     proposal id (``signed``): brokers verify it before they send anything."""
 
@@ -228,10 +237,6 @@ class ApprovalGranted(Payload):
         if self.decision is Decision.REVIEW and self.override_reason is None:
             raise ValueError("override_reason: a REVIEW is granted only with a reason")
         return self
-
-    def signed(self, proposal_id: str) -> dict[str, Any]:
-        """What the MAC covers: every field but the MAC itself, and the proposal id."""
-        return {**self.model_dump(exclude={"mac"}), "proposal_id": proposal_id}
 
 
 class ApprovalDenied(Payload):
@@ -298,7 +303,7 @@ class Resolution(StrEnum):
     SENT = "SENT"  # the broker holds it (``broker_order_id``), with that order_ref
 
 
-class OrderResolved(Payload):
+class OrderResolved(MacedForProposal):
     """An approver, whose credential was verified, resolved an order of unknown outcome, after
     the broker was asked (NOT_SENT: it held no order for ``order_ref``; SENT: it held
     ``broker_order_id`` for it). ``mac`` is the approval key's HMAC over every other field and
@@ -317,10 +322,6 @@ class OrderResolved(Payload):
         if (self.outcome is Resolution.SENT) != (self.broker_order_id is not None):
             raise ValueError("broker_order_id: named exactly when the order was sent")
         return self
-
-    def signed(self, proposal_id: str) -> dict[str, Any]:
-        """What the MAC covers: every field but the MAC itself, and the proposal id."""
-        return {**self.model_dump(exclude={"mac"}), "proposal_id": proposal_id}
 
 
 class PermitRefused(Payload):
@@ -607,12 +608,6 @@ GUARDED: Mapping[EventType, WritePath] = {
 }
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()
-    )
-
-
 def coerce(type_: EventType, payload: object) -> Frozen:
     """The payload model of ``type_``: the model itself, or a mapping validated into it."""
     model = PAYLOADS[type_]
@@ -627,7 +622,8 @@ def coerce(type_: EventType, payload: object) -> Frozen:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise AuditError(f"{type_.value} payload does not validate: {_problems(exc)}") from None
+        why = problems(exc, "payload")
+        raise AuditError(f"{type_.value} payload does not validate: {why}") from None
 
 
 def parse(type_: str, payload_json: str, *, seq: int) -> Frozen:
@@ -639,4 +635,5 @@ def parse(type_: str, payload_json: str, *, seq: int) -> Frozen:
     try:
         return model.model_validate_json(payload_json)
     except ValidationError as exc:
-        raise AuditError(f"event {seq} ({type_}) does not validate: {_problems(exc)}") from None
+        why = problems(exc, "payload")
+        raise AuditError(f"event {seq} ({type_}) does not validate: {why}") from None

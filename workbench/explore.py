@@ -16,13 +16,13 @@ import pandas as pd
 from pydantic import ValidationError
 
 from workbench import fmt, report_style
-from workbench.clock import Clock, SystemClock
+from workbench.clock import SystemClock
 from workbench.daily import propose_intents
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.home import resolve_policy_dir
 from workbench.models import OrderIntent, RiskDecision
 from workbench.policy import RiskPolicy
-from workbench.replay import NEW_YORK, replay_at
+from workbench.replay import market_today, notebook_home
 from workbench.workbench import Outcome, Workbench
 
 ACTOR = "explore"
@@ -67,13 +67,10 @@ class Lab:
         """Open the home read-mostly and build today's intents from targets or signals (a
         replay time ``clock_at`` opens that day's replay sandbox, never the live home)."""
         policies = resolve_policy_dir(policy_dir or None)
-        clock: Clock = SystemClock()
-        where: str | Path | None = home or None
-        if clock_at:
-            where, clock = replay_at(clock_at, home or None)
+        where, clock = notebook_home(home, clock_at)
         wb = Workbench.open(where, broker, policy_dir=policies, clock=clock,
                             host=host, port=port, client_id=client_id)  # fmt: skip
-        day = clock.now().astimezone(NEW_YORK).date()
+        day = market_today(clock.now())
         portfolio = wb.portfolio(record=False)
         intents = propose_intents(
             wb,
@@ -167,40 +164,19 @@ class Lab:
         from IPython.display import display
 
         limits = self.policy.limits
-        wide = {"description_width": "initial"}
-        notional = widgets.FloatSlider(
-            value=float(limits.max_notional_per_trade),
-            min=1000,
-            max=200000,
-            step=1000,
-            description=f"max notional ({self.currency})",
-            readout_format=",.0f",
-            style=wide,
-        )
-        weight = widgets.FloatSlider(
-            value=float(limits.max_position_weight),
-            min=0.01,
-            max=1.0,
-            step=0.01,
-            description="max weight",
-            readout_format=".0%",
-            style=wide,
-        )
-        size = widgets.FloatSlider(
-            value=float(self.scale),
-            min=0.1,
-            max=3,
-            step=0.1,
-            description="size ×",
-            readout_format=".1f",
-            style=wide,
-        )
-        for slider, css in (
-            (notional, "wb-max-notional"),
-            (weight, "wb-max-weight"),
-            (size, "wb-size"),
-        ):
-            slider.add_class(css)
+        notional, weight, size = (
+            widgets.FloatSlider(
+                value=float(value), min=low, max=high, step=step, description=label,
+                readout_format=readout, style={"description_width": "initial"},
+            ).add_class(css)
+            for value, low, high, step, label, readout, css in (
+                (limits.max_notional_per_trade, 1000, 200000, 1000,
+                 f"max notional ({self.currency})", ",.0f", "wb-max-notional"),
+                (limits.max_position_weight, 0.01, 1.0, 0.01, "max weight", ".0%",
+                 "wb-max-weight"),
+                (self.scale, 0.1, 3, 0.1, "size ×", ".1f", "wb-size"),
+            )
+        )  # fmt: skip
         out = widgets.Output()
         out.add_class("wb-explore-table")
 
@@ -228,7 +204,7 @@ class Lab:
     def propose_all(self) -> list[Outcome]:
         """Record the current intents as real proposals, judged by the policy as filed (not the
         in-memory copy), and still needing a person's approval."""
-        stamp = SystemClock().now().astimezone(NEW_YORK).strftime("%Y%m%dT%H%M%S")
+        stamp = SystemClock().now().astimezone(fmt.NEW_YORK).strftime("%Y%m%dT%H%M%S")
         return self.wb.run_cycle(self.intents(), actor=ACTOR, correlation_id=f"explore:{stamp}")
 
 

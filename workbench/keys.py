@@ -90,6 +90,11 @@ def _read_key(path: Path) -> bytes:
     """The key, if ``path`` is a regular file of ours, mode 0600 or narrower, of the right size."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError as exc:
+        raise ApprovalError(
+            f"approval key {path} cannot be opened: {exc.strerror} (a home gets its key when"
+            " its first approver is enrolled: `workbench approver add NAME`)"
+        ) from exc
     except OSError as exc:
         raise ApprovalError(f"approval key {path} cannot be opened: {exc.strerror}") from exc
     try:

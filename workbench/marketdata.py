@@ -27,7 +27,7 @@ from typing import Annotated, Protocol, Self
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
-from workbench.errors import BarsFormatError, MarketDataError, UnknownSymbolError
+from workbench.errors import BarsFormatError, MarketDataError, UnknownSymbolError, problems
 from workbench.models import Frozen, Instrument, InstrumentType, MarketSnapshot, Price, Symbol
 from workbench.sessions import Session, SessionCalendar, xnys
 
@@ -275,9 +275,7 @@ def _number(name: str, text: str) -> Decimal:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()
-        )
+        return problems(exc, "row")
     return str(exc)
 
 

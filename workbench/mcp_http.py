@@ -14,6 +14,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
 from workbench import privacy
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, ListenError
 
 TOKEN_FILE = "mcp.token"
 TOKEN_BYTES = 32
@@ -152,12 +155,33 @@ def http_app(
     )
 
 
-async def serve(app: Starlette, *, host: str, port: int) -> None:
-    """Serve ``app`` with uvicorn on ``host:port`` until interrupted."""
+@contextmanager
+def listening(host: str, port: int) -> Iterator[list[socket.socket]]:
+    """Sockets listening on every address ``host`` resolves to (as uvicorn would bind them),
+    closed on exit; a ListenError when it cannot (a port in use), before anything is served."""
+    sockets: list[socket.socket] = []
+    try:
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            for family, _, _, _, address in found:
+                sockets.append(socket.create_server(address, family=family))
+        except OSError as exc:
+            code = exc.errno if isinstance(exc.errno, int) and exc.errno > 0 else None
+            why = os.strerror(code) if code else exc.strerror or str(exc)  # no bind-call detail
+            raise ListenError(f"cannot listen on {host}:{port}: {why}") from None
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+async def serve(app: Starlette, sockets: list[socket.socket], *, host: str, port: int) -> None:
+    """Serve ``app`` with uvicorn on the ``sockets`` listening at ``host:port`` until
+    interrupted."""
     import uvicorn
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=sockets)
 
 
 def url(host: str, port: int) -> str:

@@ -274,23 +274,14 @@ class DecisionView(View):
     evaluated_at: datetime | None
 
 
-def decision_view(decision: RiskDecision) -> DecisionView:
+def decision_view(decision: RiskDecision | RiskGateEvaluated) -> DecisionView:
+    """The gate's decision, just made or as recorded (only a recorded one can be a fault)."""
     return DecisionView(
         decision=decision.decision.value,
         findings=_findings(decision.violations),
-        fault=None,
+        fault=decision.fault if isinstance(decision, RiskGateEvaluated) else None,
         policy_hash=decision.policy_hash,
         evaluated_at=decision.evaluated_at,
-    )
-
-
-def recorded_decision_view(judged: RiskGateEvaluated) -> DecisionView:
-    return DecisionView(
-        decision=judged.decision.value,
-        findings=_findings(judged.violations),
-        fault=judged.fault,
-        policy_hash=judged.policy_hash,
-        evaluated_at=judged.evaluated_at,
     )
 
 
@@ -318,7 +309,7 @@ def proposal_view(record: ProposalRecord, next_step: str) -> ProposalView:
         made_through_mcp=record.proposed.data.origin is not None,
         intent=intent_view(record.intent),
         simulation=None if record.sim is None else simulation_view(record.sim),
-        decision=None if verdict is None else recorded_decision_view(verdict.data),
+        decision=None if verdict is None else decision_view(verdict.data),
         denial_reason=None if record.denial is None else untrusted(record.denial.data.reason),
     )
 

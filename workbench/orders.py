@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -27,7 +28,8 @@ from workbench.models import (
 
 OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 OrderRef = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-ProposalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+PROPOSAL_ID_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # a proposal id, wherever one is taken
+ProposalId = Annotated[str, StringConstraints(pattern=f"^{PROPOSAL_ID_RE.pattern}$")]
 
 
 class OrderStatus(StrEnum):

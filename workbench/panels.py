@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 
-from workbench import fmt
-from workbench.clock import Clock, SystemClock
+from workbench import fmt, report_style
 from workbench.errors import WorkbenchError
 from workbench.lifecycle import OrderState
-from workbench.replay import replay_at
+from workbench.replay import notebook_home
 from workbench.ticket_source import ticket_for
 from workbench.ticket_view import execution_html, to_html, to_text
 from workbench.workbench import Credential, Workbench
@@ -45,7 +43,6 @@ _RECENT = (
     OrderState.APPROVAL_DENIED,
 )
 RECENT_SHOWN = 20  # sent or decided proposals kept in the list (newest first)
-STATE_COLOURS = {"ACTIVE": "#1b7f3b", "REDUCING": "#b36b00", "HALTED": "#b3261e"}
 LIST_HEADER = ("symbol", "side", "qty", "notional", "decision", "state", "age")
 # The list is a <select>: a monospace font keeps its columns aligned.
 _STYLE = (
@@ -186,7 +183,7 @@ class ApprovalPanel:
     def _header(self) -> None:
         status = self.wb.status()
         state = status["trading_state"]
-        colour = STATE_COLOURS.get(state, "#555")
+        colour = report_style.STATE_COLOURS.get(state, "#555")
         halted = state == "HALTED"
         why = f"{state} by {status['trading_state_by']}: {status['trading_state_reason']}"
         state_html = (
@@ -358,10 +355,7 @@ def open_panel(
     ``clock_at`` opens that day's replay sandbox (``workbench daily --as-of`` made it), never
     the live home: replayed time is never written there. ``host``, ``port`` and ``client_id``
     name the IBKR connection over policies/broker.yaml (live only: a replay is paper)."""
-    clock: Clock = SystemClock()
-    where: str | Path | None = home or None
-    if clock_at:
-        where, clock = replay_at(clock_at, home or None)
+    where, clock = notebook_home(home, clock_at)
     wb = Workbench.open(where, broker, policy_dir=policy_dir or None, clock=clock,
                         host=host, port=port, client_id=client_id)  # fmt: skip
     return ApprovalPanel(wb)

@@ -26,7 +26,7 @@ from pydantic import (
 from yaml.nodes import MappingNode
 
 from workbench import canonical
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, problems
 from workbench.models import (
     MAX_QUANTITY_PLACES,
     Currency,
@@ -302,10 +302,7 @@ def load_config(model: type[C], path: Path) -> C:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid {model.__name__}: {problems}", path=str(path)) from None
+        raise ConfigError(f"invalid {model.__name__}: {problems(exc)}", path=str(path)) from None
 
 
 def load_policy(path: Path) -> RiskPolicy:

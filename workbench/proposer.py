@@ -19,16 +19,12 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
-
-from pydantic import ValidationError
 
 from workbench import records
 from workbench.audit import Event, EventType
-from workbench.bridge import SizingRules
 from workbench.brokers.base import BrokerOrder
 from workbench.clock import Clock
-from workbench.daily import MarketStatus, market_status, market_view
+from workbench.daily import MarketStatus, market_status, market_view, order_rules
 from workbench.errors import ConfigError, IllegalTransitionError
 from workbench.events import McpOrigin, ToolCalled
 from workbench.home import resolve_policy_dir
@@ -45,17 +41,16 @@ from workbench.models import (
 from workbench.policy import RiskPolicy, StrategyParams, policy_hash
 from workbench.proposers import (
     ProposalError,
-    StopRules,
     Targets,
     intent_from_json,
     load_targets,
     rebalance,
+    with_weights,
 )
 from workbench.records import ProposalRecord, Unreadable
+from workbench.replay import market_today
 from workbench.risk import StateChange
 from workbench.workbench import Workbench, new_proposal_id
-
-NEW_YORK = ZoneInfo("America/New_York")
 
 # Which step may follow which state, for a proposer (the facade's table allows more: a person's).
 _STEP_FROM: Mapping[str, frozenset[OrderState]] = {
@@ -169,7 +164,7 @@ class Proposer:
 
     def market_day(self) -> date:
         """The market's date (New York) on this handle's clock."""
-        return self._wb.clock.now().astimezone(NEW_YORK).date()
+        return market_today(self._wb.clock.now())
 
     # -- reads (nothing recorded) ----------------------------------------------------------------
 
@@ -260,18 +255,8 @@ class Proposer:
         """Intents that move each named symbol toward its weight of NAV, sized, limit-priced and
         stopped by the rebalance proposer with the policies' settings (``targets.yaml`` for the
         drift band, limit offset and per-order cap). Symbols not named are not traded."""
-        data = self._targets.model_dump()
-        data["weights"] = dict(weights)
-        try:
-            targets = Targets.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise ProposalError(f"invalid target weights: {problems}") from None
-        params = self._wb.params
-        sizing = SizingRules(params.sizing.min_order_size, params.sizing.max_order_size)
-        stops = StopRules(params.smart_stop.atr_multiplier, params.smart_stop.floor)
+        targets = with_weights(self._targets, weights)
+        sizing, stops = order_rules(self._wb.params)
         market = market_view(self._wb, self.market_day(), record=False)
         intents = rebalance(self.portfolio(), targets, market, sizing, stops)
         return [i for i in intents if i.symbol in weights]

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, StrictBool, StrictInt, ValidationError, model_validator
 
 from workbench.bridge import SizingRules, quantity_for_target, smart_stop
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, problems
 from workbench.models import (
     Instrument,
     LiveSignal,
@@ -275,8 +275,18 @@ def _signal_row(raw: Mapping[str, Any], row: int) -> LiveSignal:
     except ProposalError as exc:
         raise SignalsError(str(exc), row=row) from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SignalsError(problems, row=row) from None
+        raise SignalsError(problems(exc), row=row) from None
+
+
+def with_weights(targets: Targets, weights: Mapping[str, Decimal]) -> Targets:
+    """``targets`` (its drift band, limit offset and per-order cap) with ``weights`` as its
+    weights; a ProposalError naming what is wrong with them."""
+    data = targets.model_dump()
+    data["weights"] = dict(weights)
+    try:
+        return Targets.model_validate(data)
+    except ValidationError as exc:
+        raise ProposalError(f"invalid target weights: {problems(exc)}") from None
 
 
 def parse_signals(text: str) -> list[LiveSignal]:
@@ -376,5 +386,4 @@ def intent_from_json(
     try:
         return OrderIntent.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ProposalError(f"invalid proposal: {problems}") from None
+        raise ProposalError(f"invalid proposal: {problems(exc)}") from None

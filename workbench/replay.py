@@ -15,14 +15,13 @@ import os
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from workbench.clock import Clock, FixedClock, SystemClock
 from workbench.errors import ConfigError, MarketDataError
+from workbench.fmt import NEW_YORK
 from workbench.home import replay_home, require_home, resolve_home
 from workbench.sessions import xnys
 
-NEW_YORK = ZoneInfo("America/New_York")
 REPLAY_TIME = time(10, 30)
 
 
@@ -98,6 +97,15 @@ def plan_day(
         return DayPlan(day, main, main, replay=False)
     check_replay_day(day, today)
     return DayPlan(day, main, replay_home(main, day), replay=True)
+
+
+def notebook_home(home: str, clock_at: str) -> tuple[str | Path | None, Clock]:
+    """Where a notebook's facade opens and on which market clock, from its ``home`` and
+    ``clock_at`` parameters: the home (or the default one) on the wall clock, or for a replay
+    time the sandbox of that day on a fixed clock (:func:`replay_at`), never the live home."""
+    if clock_at:
+        return replay_at(clock_at, home or None)
+    return home or None, SystemClock()
 
 
 def replay_at(

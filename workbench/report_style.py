@@ -9,8 +9,9 @@ nothing here changes a value.
 
 from __future__ import annotations
 
+import html
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -18,6 +19,7 @@ from typing import Any, cast
 import pandas as pd
 
 from workbench import fmt
+from workbench.ticket_view import badge
 
 # The matplotlib style every chart is drawn in (rcParams; applied per figure, never globally).
 STYLE: dict[str, Any] = {
@@ -122,6 +124,53 @@ class Html:
 def card_text(title: str, rows: Iterable[tuple[str, str]]) -> str:
     """A header card in plain text: the title, then one ``Key: value`` line per row."""
     return "\n".join([title, *(f"{key}: {value}" for key, value in rows)])
+
+
+# The trading states' colours in every report and panel.
+STATE_COLOURS = {"ACTIVE": "#1b7f3b", "REDUCING": "#b36b00", "HALTED": "#b3261e"}
+_CARD = (
+    "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:14px;line-height:1.5;"
+    "border:1px solid #c8c8c8;border-radius:6px;padding:10px 14px;max-width:980px"
+)
+_TH = "text-align:left;padding:2px 14px 2px 0;color:#555;white-space:nowrap;vertical-align:top"
+_TD = "text-align:left;padding:2px 0;vertical-align:top"
+
+CardRow = tuple[str, str, str]  # the key, the value as HTML, the value as plain text
+
+
+def header_card(
+    title: str, rows: Sequence[CardRow], css_class: str, metadata: dict[str, Any] | None = None
+) -> Html:
+    """A report's header card: the title over one row per (key, HTML, text), as HTML with its
+    plain-text twin (:func:`card_text`)."""
+    body = "".join(
+        f'<tr style="background:transparent"><th style="{_TH}">{key}</th>'
+        f'<td style="{_TD}">{value}</td></tr>'
+        for key, value, _ in rows
+    )
+    card = (
+        f'<div class="{css_class}" style="{_CARD}"><div style="font-size:18px;'
+        f'font-weight:700;margin-bottom:6px">{html.escape(title)}</div>'
+        f'<table style="border-collapse:collapse">{body}</table></div>'
+    )
+    text = card_text(title, ((key, plain) for key, _, plain in rows))
+    return Html(card, dict(metadata or {}), text)
+
+
+def chain_row(ok: bool, head: str, head_hash: str, problem: str) -> CardRow:
+    """The header card's "Audit chain" row: verified OK with its head (``head`` and its hash),
+    or BROKEN with ``problem`` (where it breaks)."""
+    if ok:
+        return (
+            "Audit chain",
+            f"{badge('verified OK', '#1b7f3b')} {head} <code>{head_hash}</code>",
+            f"verified OK, {head} {head_hash}",
+        )
+    return (
+        "Audit chain",
+        f"{badge('BROKEN', '#b3261e')} {html.escape(problem)}",
+        f"BROKEN {problem}",
+    )
 
 
 def done(fig: Any, alt: str) -> Chart:

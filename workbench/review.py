@@ -20,7 +20,6 @@ from typing import Any
 import pandas as pd
 
 from workbench.audit import AuditLog, EventType, VerifyResult
-from workbench.clock import SystemClock
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.events import BrokerUpdate, KillSwitchReleased, RiskGateEvaluated
 from workbench.fmt import NEW_YORK
@@ -34,6 +33,7 @@ from workbench.policy import (
     load_policy,
     load_strategy_params,
 )
+from workbench.replay import market_today
 from workbench.risk.calendar import trading_day
 from workbench.risk.history import NavPoint
 from workbench.risk.state import StatePayload, judge_breaker, state_of
@@ -104,7 +104,7 @@ class Review:
         cls, *, home: str = "", since: str = "", until: str = "", policy_dir: str = ""
     ) -> Review:
         """Open the home's log read-only for the range (default: the last 30 days)."""
-        today = SystemClock().now().astimezone(NEW_YORK).date()
+        today = market_today()
         start = _day(since, today - timedelta(days=30))
         end = _day(until, today + timedelta(days=1))
         if end <= start:

@@ -14,10 +14,8 @@ import pandas as pd
 from workbench import fmt, report_style
 from workbench.clock import SystemClock
 from workbench.review import Review
-from workbench.ticket_view import badge
 
 LEVELS = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
-STATE_COLOURS = {"ACTIVE": "#1b7f3b", "REDUCING": "#e07b00", "HALTED": "#b3261e"}
 SEVERITY_COLOURS = {"BLOCKER": "#b3261e", "MAJOR": "#e07b00", "MINOR": "#8a8a8a"}
 
 
@@ -51,35 +49,18 @@ def _range(rv: Review) -> str:
 
 def _header(rv: Review) -> list[object]:
     result = rv.chain()
-    if result.ok:
-        head = f"{result.checked:,} events, head seq {result.head_seq}"
-        chain = f"{badge('verified OK', '#1b7f3b')} {head} <code>{result.head_hash}</code>"
-        chain_text = f"verified OK, {head} {result.head_hash}"
-    else:
-        broken = (
-            f"at seq {result.first_bad_seq}: {result.reason} ({result.checked:,} events"
-            " verified before it)"
-        )
-        chain = f"{badge('BROKEN', '#b3261e')} {html.escape(broken)}"
-        chain_text = f"BROKEN {broken}"
+    head = f"{result.checked:,} events, head seq {result.head_seq}"
+    broken = (
+        f"at seq {result.first_bad_seq}: {result.reason} ({result.checked:,} events"
+        " verified before it)"
+    )
     home = str(rv.log.path.parent)
     rows = [
         ("Range", html.escape(_range(rv)), _range(rv)),
         ("Home", f"<code>{html.escape(home)}</code>", home),
-        ("Audit chain", chain, chain_text),
+        report_style.chain_row(result.ok, head, result.head_hash, broken),
     ]
-    body = "".join(
-        f'<tr style="background:transparent"><th style="text-align:left;padding:2px 14px 2px 0;'
-        f'color:#555">{k}</th><td style="text-align:left">{v}</td></tr>'
-        for k, v, _ in rows
-    )
-    card = (
-        '<div class="wb-review-header" style="border:1px solid #c8c8c8;border-radius:6px;'
-        'padding:10px 14px;max-width:980px;font-size:14px"><div style="font-size:18px;'
-        f'font-weight:700;margin-bottom:6px">Review</div><table>{body}</table></div>'
-    )
-    text = report_style.card_text("Review", ((k, t) for k, _, t in rows))
-    return [report_style.Html(card, text=text)]
+    return [report_style.header_card("Review", rows, "wb-review-header")]
 
 
 # -- NAV and drawdown ----------------------------------------------------------------------------
@@ -247,7 +228,13 @@ def _timeline_chart(rv: Review, frame: pd.DataFrame) -> Any:
     with report_style.style():
         fig, ax = report_style.figure(8.5, 2.2)
         for (at, state), (nxt, _) in zip(points, [*points[1:], (end, "")], strict=True):
-            ax.axvspan(at, max(nxt, at), color=STATE_COLOURS.get(state, "#888"), alpha=0.25, lw=0)
+            ax.axvspan(
+                at,
+                max(nxt, at),
+                color=report_style.STATE_COLOURS.get(state, "#888"),
+                alpha=0.25,
+                lw=0,
+            )
         ax.step(xs, ys, where="post", color="#333333")
         ax.set_yticks(list(LEVELS.values()), list(LEVELS))
         ax.set_ylim(-0.5, 2.5)

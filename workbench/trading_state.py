@@ -134,7 +134,7 @@ def _last_release(log: AuditLog, key: ApprovalKey | None) -> datetime | None:
 def _name(value: str, what: str) -> str:
     text = value.strip() if isinstance(value, str) else ""
     if not text or len(text) > 200:
-        raise ConfigError(f"{what} must be 1-200 characters, got {value!r}")
+        raise ConfigError(f"{what} must be 1-200 characters, got {value!r:.60}")
     return text
 
 

@@ -8,16 +8,17 @@ from ``workbench.risk.calendar.trading_day``), never from a fixed 24 hours.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from workbench.clock import require_aware
 from workbench.models import Side
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,45 +80,47 @@ class History:
         if self.nav_peak is not None and not self.nav_peak.is_finite():
             raise ValueError("nav_peak must be finite")
 
+    def _remember(self, key: tuple[str, datetime, datetime], compute: Callable[[], _T]) -> _T:
+        """``compute()`` once per ``key`` (the history is frozen: its answers never change)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        result: _T = self._memo[key]
+        return result
+
     def day_baseline(
         self, previous_open: datetime, open_: datetime, now: datetime
     ) -> Decimal | None:
         """NAV at the previous session's close (see :func:`close_baseline`), remembered."""
-        key = ("baseline", open_, now)
-        if key not in self._memo:
-            self._memo[key] = close_baseline(self.nav_points, previous_open, open_, now)
-        result: Decimal | None = self._memo[key]
-        return result
+        return self._remember(
+            ("baseline", open_, now),
+            lambda: close_baseline(self.nav_points, previous_open, open_, now),
+        )
 
     def peak(self) -> Decimal | None:
         """The highest NAV recorded: the larger of ``nav_peak`` and every point held."""
-        key = ("peak", _EPOCH, _EPOCH)
-        if key not in self._memo:
-            points = [p.nav for p in self.nav_points]
-            if self.nav_peak is not None:
-                points.append(self.nav_peak)
-            self._memo[key] = max(points, default=None)
-        result: Decimal | None = self._memo[key]
-        return result
+        held = [] if self.nav_peak is None else [self.nav_peak]
+        return self._remember(
+            ("peak", _EPOCH, _EPOCH),
+            lambda: max([p.nav for p in self.nav_points] + held, default=None),
+        )
 
     def sent_within(self, start: datetime, end: datetime) -> tuple[Submission, ...]:
         """Submissions with start < at <= end, remembered per window."""
-        key = ("within", start, end)
-        if key not in self._memo:
-            self._memo[key] = tuple(s for s in self.submissions if start < s.at <= end)
-        result: tuple[Submission, ...] = self._memo[key]
-        return result
+        return self._remember(
+            ("within", start, end),
+            lambda: tuple(s for s in self.submissions if start < s.at <= end),
+        )
 
     def sent_since(
         self, start: datetime, end: datetime
     ) -> dict[tuple[str, Side, Decimal], Submission]:
         """The latest submission per (symbol, side, quantity) with start <= at <= end."""
-        key = ("since", start, end)
-        if key not in self._memo:
+
+        def latest() -> dict[tuple[str, Side, Decimal], Submission]:
             ordered = sorted((s for s in self.submissions if start <= s.at <= end), key=_at)
-            self._memo[key] = {(s.symbol, s.side, s.quantity): s for s in ordered}
-        result: dict[tuple[str, Side, Decimal], Submission] = self._memo[key]
-        return result
+            return {(s.symbol, s.side, s.quantity): s for s in ordered}
+
+        return self._remember(("since", start, end), latest)
 
 
 def _at(submission: Submission) -> datetime:
