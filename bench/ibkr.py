@@ -8,8 +8,9 @@ preparing is slow — and its token spent). The timed part is ``broker.submit(pe
 permit check, the order rows written and fsynced, both legs placed on the socket, and the wait
 until the adapter has recorded the parent Filled (its fill and commission) and the stop working.
 
-ib_async throttles what it sends to 45 messages per second (``Client.MaxRequests``, below IB's
-50/s pacing limit); a bracket is two messages. So two runs: *paced* (submissions spaced below
+The adapter throttles what it sends with ib_async's own throttle, set by ``pacing`` in
+policies/broker.yaml (4 messages per 0.1 s: 40 a second, below IB's 50/s pacing limit); a
+bracket is two messages. So two runs: *paced* (submissions spaced below
 the throttle: the adapter's own latency) and *back to back* (as fast as submit returns: the
 throttle's queue shows in the latency). The throttle is left as it is: it protects a real
 account from IB's pacing violations.
@@ -122,7 +123,7 @@ def main() -> None:
     laps, rate, snaps = run(args.orders, paced=False)
     report("bracket submit -> Filled, back to back", laps, f"{rate:5.1f}/s  ")
     report("account snapshot, back to back", snaps)
-    print("back to back, ib_async's throttle (45 messages/s; a bracket is 2, a snapshot 1) holds"
+    print("back to back, the policy's throttle (40 messages/s; a bracket is 2, a snapshot 1) holds"
           " the excess for up to a second: the p99 above is that wait")  # fmt: skip
 
 

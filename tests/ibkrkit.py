@@ -3,6 +3,8 @@ it over a socket, with the gateway's clock and synthetic market moving with the 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -28,14 +30,26 @@ def settings_for(gateway: Gateway, client_id: int = 1, **changes: object) -> Ibk
     return IbkrSettings.model_validate({**base.model_dump(), **changes}) if changes else base
 
 
+def gateway_pause(gateway: Gateway) -> Callable[[float], Awaitable[None]]:
+    """The adapter's reconnect waits as time on the gateway's clock: a wait of N seconds moves
+    the gateway N seconds on (releasing its downtime, delays, refused connects), at once."""
+
+    async def pause(seconds: float) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, gateway.advance, seconds)
+
+    return pause
+
+
 def connect(
     log: AuditLog, gateway: Gateway, *, key: ApprovalKey | None, client_id: int = 1,
     **changes: object,
 ) -> IbkrBroker:  # fmt: skip
-    """The adapter on ``log``, connected to ``gateway``."""
+    """The adapter on ``log``, connected to ``gateway``; its reconnect waits move the gateway's
+    clock (no wall-clock sleep)."""
     policy = load_broker_policy(POLICIES)
     settings = settings_for(gateway, client_id, **changes)
-    return IbkrBroker.connect(log, settings, key=key, config_hash=policy.digest)
+    return IbkrBroker.connect(log, settings, key=key, config_hash=policy.digest,
+                              pause=gateway_pause(gateway))  # fmt: skip
 
 
 class IbkrWorld:

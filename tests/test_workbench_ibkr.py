@@ -17,7 +17,7 @@ from workbench.events import BrokerUpdate
 from workbench.lifecycle import OrderState
 from workbench.models import Decision, RuleId, Severity
 from workbench.orders import OrderRole, OrderStatus
-from workbench.testing import Gateway, GatewayConfig
+from workbench.testing import Gateway, GatewayConfig, Step
 from workbench.workbench import Workbench
 
 pytestmark = pytest.mark.usefixtures("ib_log_check")
@@ -153,3 +153,32 @@ def test_the_mcp_proposer_on_ibkr_reads_and_proposes_on_a_read_only_session(
         proposer.evaluate(pid)
         assert proposer.request_approval(pid) is OrderState.APPROVAL_REQUESTED
     assert gateway.received("reqOpenOrders") == [] and gateway.received("placeOrder") == []
+
+
+@pytest.mark.allow_ib_log("Peer closed")
+def test_an_order_lost_on_a_drop_is_unknown_blocks_its_symbol_and_is_resolved_like_an_orphan(
+    wb: Workbench, gateway: Gateway
+) -> None:
+    """The socket drops with the placeOrder: after the reconnect the order is UNKNOWN, status
+    says so, a new order on its symbol is refused (R13) until an approver resolves it with the
+    reconcile command's resolution (NOT_SENT, checked against IB), and nothing was re-sent."""
+    from workbench.errors import OrderOutcomeUnknownError
+    from workbench.events import Resolution
+
+    gateway.faults.drop(Step.RECEIVED)
+    first = wb.run(intent(wb, "SPY", 10), actor="test")
+    grant = wb.approve(first.proposal_id, CREDENTIAL)
+    with pytest.raises(OrderOutcomeUnknownError):
+        wb.submit(first.proposal_id, grant.token)
+    assert wb.broker.wait_ready(10)  # type: ignore[attr-defined]
+    status = wb.status()
+    assert status["unknown_orders"] == [first.proposal_id]
+    assert status["link"].state == "ready" and "1 marked UNKNOWN" in status["link"].last_reconcile
+    blocked = wb.run(intent(wb, "SPY", 5), actor="test")
+    assert blocked.decision.decision is Decision.REJECT
+    assert any(v.rule_id is RuleId.R13_DUPLICATE_ORDER for v in blocked.decision.violations)
+    wb.resolve(first.proposal_id, CREDENTIAL, Resolution.NOT_SENT, reason="not in TWS")
+    assert wb.state(first.proposal_id) is OrderState.NOT_SENT
+    again = wb.run(intent(wb, "SPY", 5), actor="test")
+    assert again.state is OrderState.APPROVAL_REQUESTED
+    assert len(gateway.received("placeOrder")) == 1

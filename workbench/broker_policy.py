@@ -9,10 +9,11 @@ naming the live gate, before anything connects. No I/O beyond reading the file.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, StrictBool, StrictInt, ValidationError
+from pydantic import Field, StrictBool, StrictInt, ValidationError, model_validator
 
 from workbench.errors import ConfigError, LiveTradingRefusedError, problems
 from workbench.models import Currency
@@ -21,6 +22,7 @@ from workbench.policy import Config, load_config
 BROKER_FILE = "broker.yaml"
 LIVE_PORTS = {7496: "TWS live", 4001: "IB Gateway live"}
 PAPER_PORTS = {7497: "TWS paper", 4002: "IB Gateway paper"}
+IB_MESSAGES_PER_SECOND = 50  # IB's limit on messages from one API client (error 100 beyond)
 PAPER_ACCOUNT = re.compile(r"^DU[0-9]{1,12}$")
 LIVE_GATE = (
     "live trading is not available: the workbench trades IBKR paper accounts (DU…) only, until"
@@ -32,6 +34,7 @@ Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 ClientId = Annotated[StrictInt, Field(ge=0, le=2_147_483_647)]
 AccountCode = Annotated[str, Field(pattern=r"^[A-Z]{1,4}[0-9]{1,12}$")]
 Timeout = Annotated[StrictInt, Field(ge=1, le=600)]
+Seconds = Annotated[Decimal, Field(gt=0, le=3600, allow_inf_nan=False)]
 
 
 class IbkrTimeouts(Config):
@@ -40,6 +43,36 @@ class IbkrTimeouts(Config):
     connect_seconds: Timeout  # the handshake and the start-up synchronisation
     request_seconds: Timeout  # one request: contract, quote, bars, account, positions
     order_seconds: Timeout  # IB's acknowledgement of an order or a cancel; a market order's fill
+
+
+class IbkrReconnect(Config):
+    """How the adapter reconnects after a drop, a nightly restart or a long 1100: waits growing
+    exponentially from ``first_wait_seconds`` to ``max_wait_seconds``, ``max_attempts`` tries,
+    then it gives up and says so; a clientId clash (326) is given up after ``clash_attempts``."""
+
+    first_wait_seconds: Seconds
+    max_wait_seconds: Seconds
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=1000)]
+    clash_attempts: Annotated[StrictInt, Field(ge=1, le=10)]
+    link_lost_seconds: Seconds  # IB's 1100 lasting this long: drop the socket and reconnect
+
+
+class IbkrPacing(Config):
+    """One limiter for every message the client sends (ib_async's own throttle): at most
+    ``max_messages`` in any ``per_seconds``; more are queued, never dropped. IB allows about 50
+    messages a second; small steps keep every second well under it even when messages bunch."""
+
+    max_messages: Annotated[StrictInt, Field(ge=1, le=45)]
+    per_seconds: Annotated[Decimal, Field(ge=Decimal("0.05"), le=10, allow_inf_nan=False)]
+
+    @model_validator(mode="after")
+    def _below_ibs_rate(self) -> Self:
+        if Decimal(self.max_messages) / self.per_seconds >= IB_MESSAGES_PER_SECOND:
+            raise ValueError(
+                f"max_messages / per_seconds must stay under IB's {IB_MESSAGES_PER_SECOND}"
+                " messages a second"
+            )
+        return self
 
 
 class IbkrSettings(Config):
@@ -53,6 +86,8 @@ class IbkrSettings(Config):
     currency: Currency  # the account's base currency (money is read in it)
     market_data_type: Literal[1, 2, 3, 4]  # IB's reqMarketDataType: 1 live, 2 frozen, 3 delayed…
     timeouts: IbkrTimeouts
+    reconnect: IbkrReconnect
+    pacing: IbkrPacing
 
     @property
     def endpoint(self) -> str:

@@ -220,7 +220,8 @@ def _open(args: argparse.Namespace) -> Workbench:
 
 @_fails_cleanly
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the home, the broker, the trading state, the chain head and proposals by state."""
+    """Print the home, the broker, the trading state, the chain head, proposals by state, the
+    connection (since when, the last reconciliation) and the orders of unknown outcome."""
 
     with _open(args) as wb:
         status = wb.status()
@@ -232,6 +233,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"audit log: {status['audit_head_seq']} events, head {status['audit_head_hash']}")
     counts = status["proposals_by_state"] or {}
     print("proposals: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    print(cli_format.link_text(status["link"], status["unknown_orders"]))
     return EXIT_OK
 
 
@@ -508,7 +510,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     """Run the loopback TEST gateway (TWS protocol, synthetic prices, not IBKR) until Ctrl-C."""
     from workbench.testing.demo import run
 
-    return run(port=args.port, account=args.account, chaos=args.chaos, out=_say)
+    return run(port=args.port, account=args.account, chaos=args.chaos, out=_say,
+               record=_path(args.record), upstream=args.upstream,
+               replay=_path(args.replay))  # fmt: skip
 
 
 def _say(text: str) -> None:
@@ -765,6 +769,19 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=4012, help="TCP port on 127.0.0.1 (4012)")
     gateway.add_argument("--account", default="DU1234567", help="paper account id (DU1234567)")
     gateway.add_argument("--chaos", type=int, default=None, metavar="SEED", help="seeded faults")
+    gateway.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="write a sanitised transcript of every session on the port",
+    )
+    gateway.add_argument(
+        "--upstream",
+        default=None,
+        metavar="HOST:PORT",
+        help="with --record: a paper IB Gateway/TWS to record (not the loopback)",
+    )
+    gateway.add_argument("--replay", default=None, metavar="FILE", help="serve a transcript")
 
     _add_mcp(sub, home, full)
     audit = sub.add_parser("audit", help="Inspect the hash-chained audit log.")

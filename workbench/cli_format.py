@@ -14,6 +14,7 @@ from workbench import fmt
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from workbench.brokers.base import BrokerLink
     from workbench.orphans import Orphan
     from workbench.ticket import Execution
 
@@ -111,3 +112,27 @@ def orphans_text(found: Sequence[Orphan], broker: str, *, width: int = WIDTH) ->
         "      (the broker holds that order, with its orderRef)",
     ]
     return "\n".join(out)
+
+
+def link_text(link: BrokerLink | None, unknown: Sequence[str], *, width: int = WIDTH) -> str:
+    """What ``workbench status`` says about the connection: its state and since when, the last
+    reconciliation with the broker and what it found, and the orders of unknown outcome."""
+    if link is None:
+        lines = ["connection: none (the embedded paper broker)"]
+    else:
+        since = f" since {fmt.ny(link.connected_since)}" if link.connected_since else ""
+        why = f": {link.problem}" if link.problem else ""
+        lines = fmt.wrap(f"connection: {link.state}{since} ({link.connections} connections)"
+                         f"{why}", width)  # fmt: skip
+        last = fmt.ny(link.last_reconcile_at) if link.last_reconcile_at else "never"
+        found = f": {link.last_reconcile}" if link.last_reconcile else ""
+        lines += fmt.wrap(f"last reconcile: {last}{found}", width)
+    if unknown:
+        lines += fmt.wrap(
+            f"unknown orders: {', '.join(unknown)} (no new order on their symbols until an"
+            " approver resolves them: workbench reconcile)",
+            width,
+        )
+    else:
+        lines.append("unknown orders: none")
+    return "\n".join(lines)

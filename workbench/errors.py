@@ -117,6 +117,10 @@ class BrokerUnavailableError(BrokerError, ConnectionError):
     """The broker cannot be reached; no order was sent."""
 
 
+class ClientIdInUseError(BrokerUnavailableError):
+    """IB refused the API client id: another connection holds it (error 326)."""
+
+
 class OrderRejectedError(BrokerError):
     """The broker rejected an order; ``reason`` says why."""
 

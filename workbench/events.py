@@ -44,6 +44,7 @@ from workbench.models import (
     RiskDecision,
     Sha256Hex,
     ShortText,
+    Side,
     SimResult,
     TradingState,
     Violation,
@@ -429,9 +430,54 @@ class MarketSnapshotTaken(Payload):
     quote: MarketSnapshot
 
 
+ExecId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class ForeignOrder(Payload):
+    """An order IB holds that this home never sent (typed into TWS by hand, or another
+    application's): reported on every reconciliation, never adopted."""
+
+    perm_id: Annotated[int, Field(ge=0)] | None
+    client_id: int
+    order_id: int
+    order_ref: Annotated[str, StringConstraints(max_length=200)]
+    symbol: Name
+    side: Side
+    quantity: NonNegativeAmount
+    status: Name
+
+
+class BrokerReconciliation(Payload):
+    """What the IBKR adapter found at IB on a (re)connect (``trigger``), matched to the orders
+    this home sent (by permId, IB order id, orderRef): how many open and completed orders and
+    executions IB listed, which of ours it holds (``matched``), the executions recorded on this
+    connection (``fills_adopted``: those that came while away, once each by execId), our orders
+    it does not hold (``not_at_ib``; a parent's proposal is marked UNKNOWN: ``unknown``), the
+    orders it holds that this home never sent (``foreign``), and executions still waiting for
+    their commission report."""
+
+    trigger: Literal["connect", "reconnect", "data-lost"]
+    client_id: Annotated[int, Field(ge=0)]
+    open_orders: Count
+    completed_orders: Count
+    executions: Count
+    matched: tuple[OrderId, ...]
+    fills_adopted: tuple[ExecId, ...]
+    not_at_ib: tuple[OrderId, ...]
+    unknown: tuple[ProposalId, ...]
+    foreign: tuple[ForeignOrder, ...]
+    awaiting_commission: tuple[ExecId, ...]
+
+
 class ReconciliationRun(Payload):
+    """A reconciliation of the log with a broker: ``workbench reconcile`` (the spent tokens the
+    broker holds no order for) or the IBKR adapter on a (re)connect (``at_broker``; None for
+    the former, and in runs recorded before the adapter reconciled)."""
+
     submitted_without_broker_order: tuple[ProposalId, ...]
     broker: Name
+    at_broker: BrokerReconciliation | None = None
 
 
 class ToolOutcome(StrEnum):

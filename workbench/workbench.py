@@ -688,7 +688,8 @@ class Workbench:
 
     def status(self) -> dict[str, Any]:
         """Home, broker, trading state (and releases that did not verify), chain head, proposals
-        by state, and what other local users could read in the home."""
+        by state, what other local users could read in the home, the connection to the broker
+        (``link``: None for the embedded paper broker) and the orders of unknown outcome."""
         change = self.state_change()
         seq, head = self.log.head()
         counts = self.proposals()["state"].value_counts().to_dict()
@@ -705,6 +706,8 @@ class Workbench:
             "audit_head_seq": seq,
             "audit_head_hash": head,
             "proposals_by_state": counts,
+            "link": self.broker.link(),
+            "unknown_orders": self.proposals(states=[OrderState.UNKNOWN])["proposal_id"].tolist(),
         }
 
     def reconcile(self) -> list[Orphan]:

@@ -24,7 +24,6 @@ from workbench.errors import (
     BrokerUnavailableError,
     LiveTradingRefusedError,
     MarketDataError,
-    OrderOutcomeUnknownError,
     OrderRejectedError,
     PermitRefusedError,
 )
@@ -33,7 +32,7 @@ from workbench.keys import ApprovalKey
 from workbench.lifecycle import OrderState, current_state
 from workbench.models import OrderIntent, OrderType, QuoteFeed, TimeInForce, TradingState
 from workbench.orders import OrderRole, OrderStatus
-from workbench.testing import Gateway, GatewayConfig, Phase, Step
+from workbench.testing import Gateway, GatewayConfig, Step
 from workbench.trading_state import set_state
 
 pytestmark = pytest.mark.usefixtures("ib_log_check")
@@ -306,18 +305,6 @@ def test_cancel_of_a_working_bracket_cancels_parent_and_held_stop(world: IbkrWor
     assert all(o.status is OrderStatus.CANCELLED for o in cancelled)
     assert current_state(world.log, "p-cx") is OrderState.CANCELLED
     assert len(world.gateway.received("cancelOrder")) == 1
-
-
-@pytest.mark.allow_ib_log("Peer closed")
-def test_connection_dropped_after_place_order_is_an_unknown_outcome(world: IbkrWorld) -> None:
-    """The socket drops right after placeOrder: submit says the outcome is unknown, nothing is
-    re-sent, and the proposal stays SUBMITTED for reconcile."""
-    world.gateway.faults.drop(Step.RECEIVED, Phase.BEFORE)
-    with pytest.raises(OrderOutcomeUnknownError, match="reconcile"):
-        world.broker.submit(permit_for(world.log, "p-drop", order()))
-    assert len(placed(world.gateway)) == 1
-    assert current_state(world.log, "p-drop") is OrderState.SUBMITTED
-    assert world.broker.orders() == ()
 
 
 def test_fills_are_not_recorded_again_after_a_reconnect(world: IbkrWorld) -> None:

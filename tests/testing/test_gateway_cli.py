@@ -73,6 +73,12 @@ def test_workbench_gateway_serves_a_real_client_until_interrupted() -> None:
         (["--port", "4001"], "live-trading port"),
         (["--port", "70000"], "not a TCP port"),
         (["--chaos", "-1"], "zero or positive"),
+        (["--upstream", "127.0.0.1:4002"], "give --record FILE"),
+        (["--record", "/nonexistent/dir/t.jsonl"], "its folder does not"),
+        (["--record", "/tmp/wb-t.jsonl", "--upstream", "127.0.0.1:7496"], "live-trading port"),
+        (["--record", "/tmp/wb-t.jsonl", "--upstream", "4002"], "give HOST:PORT"),
+        (["--replay", "/nonexistent.jsonl"], "no such transcript"),
+        (["--replay", "/nonexistent.jsonl", "--record", "/tmp/wb-t.jsonl"], "not with --record"),
     ],
 )
 def test_workbench_gateway_refuses_bad_arguments_with_exit_2(

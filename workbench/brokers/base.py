@@ -14,7 +14,8 @@ broker opened without the approval key (read-only) refuses every submit.
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -41,6 +42,7 @@ __all__ = [
     "PAPER_LABEL",
     "WORKING_STATES",
     "Broker",
+    "BrokerLink",
     "BrokerOrder",
     "Fill",
     "OrderId",
@@ -55,6 +57,20 @@ __all__ = [
 ]
 
 PAPER_LABEL = "paper broker (simulated)"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLink:
+    """The connection to a broker, as ``workbench status`` shows it: its state ("ready",
+    "reconnecting", …), since when it is ready, how many times it connected, why it is not ready,
+    and the last reconciliation with the broker (when, and what it found, in words)."""
+
+    state: str
+    connected_since: datetime | None
+    connections: int
+    problem: str
+    last_reconcile_at: datetime | None
+    last_reconcile: str
 
 
 @runtime_checkable
@@ -103,6 +119,10 @@ class Broker(Protocol):
 
     def updates(self, after: int = 0) -> tuple[OrderUpdate, ...]:
         """Order updates with a cursor greater than ``after``, oldest first."""
+        ...
+
+    def link(self) -> BrokerLink | None:
+        """The connection to the broker (None for the embedded paper broker: it has none)."""
         ...
 
     def close(self) -> None: ...

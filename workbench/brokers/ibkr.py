@@ -17,18 +17,23 @@ round trip, so a fill that came at once is recorded too). A 201 reject raises wi
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 
-from ib_async import RequestError, Ticker
+from ib_async import BarData, RequestError, Ticker
 
 from workbench import sessions
 from workbench.audit import AuditLog, EventType, Transaction
 from workbench.broker_policy import IbkrSettings
 from workbench.brokers import ibkr_convert as convert
+from workbench.brokers.base import BrokerLink
 from workbench.brokers.ibkr_checks import data_error, is_active, order_id_for, order_problem
+from workbench.brokers.ibkr_history import HistoryPacing
+from workbench.brokers.ibkr_link import LinkState, Pause
 from workbench.brokers.ibkr_recorder import Recorder
 from workbench.brokers.ibkr_session import IbSession
 from workbench.brokers.ibkr_store import COMPONENT, MIGRATIONS, IbkrStore, SentOrder
@@ -37,6 +42,7 @@ from workbench.clock import Clock
 from workbench.db import migrate
 from workbench.errors import (
     BrokerError,
+    BrokerUnavailableError,
     DuplicateOrderError,
     MarketDataError,
     OrderNotWorkingError,
@@ -47,7 +53,7 @@ from workbench.errors import (
     UnknownOrderError,
     UnknownSymbolError,
 )
-from workbench.events import BrokerConnected, BrokerUpdate, PermitRefused
+from workbench.events import BrokerConnected, BrokerUpdate, PermitRefused, ReconciliationRun
 from workbench.keys import ApprovalKey
 from workbench.lifecycle import advance
 from workbench.marketdata import Bar
@@ -79,9 +85,11 @@ class IbkrBroker:
         key: ApprovalKey | None,
         clock: Clock | None = None,
         config_hash: str,
+        pause: Pause | None = None,
     ) -> None:
         """Not connected yet: use :meth:`connect`. ``key`` None (a proposer's handle) or
-        ``settings.read_only`` connect read-only and refuse every submit."""
+        ``settings.read_only`` connect read-only and refuse every submit. ``pause`` is how the
+        reconnect loop waits (asyncio's sleep; tests move the gateway's clock instead)."""
         self.log = log
         self.settings = settings
         self.clock = clock or log.clock
@@ -91,7 +99,10 @@ class IbkrBroker:
         self.config_hash = config_hash
         self.recorder = Recorder(log, self.clock)
         self.session = IbSession(settings, read_only=self.read_only, facts=self.recorder.put,
-                                 on_lost=self.recorder.wake)  # fmt: skip
+                                 clock=self.clock, on_lost=self.recorder.wake,
+                                 pause=pause or asyncio.sleep)  # fmt: skip
+        self.recorder.on_reconciled = self._reconciled
+        self.history: HistoryPacing[list[BarData]] = HistoryPacing(self.clock)
         self._instruments: dict[str, Instrument] = {}
         self._types: dict[int, InstrumentType] = {}
         self._lock = threading.Lock()
@@ -107,10 +118,12 @@ class IbkrBroker:
         key: ApprovalKey | None,
         clock: Clock | None = None,
         config_hash: str,
+        pause: Pause | None = None,
     ) -> IbkrBroker:
         """Connect to IB Gateway/TWS (paper only: a live port or account is refused before
-        anything could trade), record ``BrokerConnected`` and start recording order updates."""
-        broker = cls(log, settings, key=key, clock=clock, config_hash=config_hash)
+        anything could trade), record ``BrokerConnected``, start recording order updates, and
+        return once IB's orders and executions are reconciled with the log."""
+        broker = cls(log, settings, key=key, clock=clock, config_hash=config_hash, pause=pause)
         broker.session.open()
         try:
             broker._connected()
@@ -129,7 +142,38 @@ class IbkrBroker:
                                     test_gateway=session.test_gateway, read_only=self.read_only,
                                     config_hash=self.config_hash)  # fmt: skip
         self.log.append(EventType.BROKER_CONNECTED, connected, actor=ACTOR)
+        self.recorder.connected = connected
         self.recorder.start(self._label)
+        link, timeout = self.session.link, s.timeouts.connect_seconds
+        if not self.recorder.wait_for(lambda: link.state is not LinkState.RECONCILING, timeout):
+            raise BrokerUnavailableError(f"the reconciliation with IB took more than {timeout}s")
+        if not link.ready:
+            raise BrokerUnavailableError(f"not connected to IB: {link.refusal()}")
+
+    def wait_ready(self, timeout: float, *, after: int = 0) -> bool:
+        """Wait (on the recorder's events, no polling) until the link is READY on a connection
+        newer than generation ``after``: connected and reconciled; False when it is not within
+        ``timeout`` or the adapter gave up."""
+        link = self.session.link
+        done = (LinkState.GAVE_UP, LinkState.CLOSED)
+        self.recorder.wait_for(
+            lambda: (link.ready and link.generation > after) or link.state in done, timeout
+        )
+        return link.ready and link.generation > after
+
+    def _reconciled(self, generation: int) -> None:
+        self.session.link.reconciled(generation)
+        self.recorder.wake()
+
+    def link(self) -> BrokerLink:
+        """The link to IB now (state, since when, connections), and the last reconciliation."""
+        status = self.session.link.status()
+        runs = self.log.events(types=(EventType.RECONCILIATION_RUN,), newest_first=True)
+        last = next((e for e in runs if e.data_as(ReconciliationRun).at_broker is not None), None)
+        at = None if last is None else datetime.fromisoformat(last.ts)
+        found = "" if last is None else found_text(last.data_as(ReconciliationRun))
+        return BrokerLink(status.state.value, status.connected_since, status.connections,
+                          status.problem, at, found)  # fmt: skip
 
     def close(self) -> None:
         """Disconnect, then record what IB said before it (orders keep working at IB)."""
@@ -216,13 +260,18 @@ class IbkrBroker:
         first = calendar.ending(through, n)[0].day
         days = (calendar.local_date(self.now()) - first).days + 1
         duration = f"{days} D" if days <= 365 else f"{days // 365 + 1} Y"
-        try:
-            found = self.session.call(
-                self.session.history(convert.contract_for(qualified), duration),
-                f"{symbol} daily bars",
-            )
-        except RequestError as exc:
-            raise MarketDataError(symbol, data_error(exc)) from None
+        key = (qualified.con_id, duration)
+        found = self.history.recent(key)  # an identical request within 15 s: IB's answer again
+        if found is None:
+            self.history.admit(symbol)  # at most 60 in 10 minutes (IB's pacing)
+            try:
+                found = self.session.call(
+                    self.session.history(convert.contract_for(qualified), duration),
+                    f"{symbol} daily bars",
+                )
+            except RequestError as exc:
+                raise MarketDataError(symbol, data_error(exc)) from None
+            self.history.answered(key, found)
         bars = convert.bars_from(symbol, found, through=through, label=self.label,
                                  synthetic=self.test_gateway)[-n:]  # fmt: skip
         if len(bars) < n:
@@ -253,12 +302,13 @@ class IbkrBroker:
         """Prove the permit, check, record, send the bracket, wait for IB's answer."""
         if self.log.conn.in_transaction:
             raise BrokerError("submit runs after the permit's transaction has committed")
+        generation = self.session.link.generation
         with self.log.transaction() as tx:
             claimed = self._claim(tx, permit)
         if isinstance(claimed, BrokerError):
             raise claimed
-        self._send(permit, claimed)
-        return self._answer(permit, claimed)
+        self._send(permit, claimed, generation)
+        return self._answer(permit, claimed, generation)
 
     def _claim(self, tx: Transaction, permit: SubmitPermit) -> list[SentOrder] | BrokerError:
         """In one transaction: refuse, reject, or write the rows of the orders about to go."""
@@ -269,6 +319,8 @@ class IbkrBroker:
         problem = self.permits.problem(permit, lambda: self._held(permit))
         if problem is None and self.read_only:
             problem = READ_ONLY
+        if problem is None and not self.session.link.ready:
+            problem = f"nothing was sent: {self.session.link.refusal()}"
         if problem is not None:
             self._refuse(tx, permit, problem)
             return PermitRefusedError(problem, proposal_id=permit.proposal_id)
@@ -299,9 +351,10 @@ class IbkrBroker:
     def _write_orders(
         self, tx: Transaction, permit: SubmitPermit, qualified: Instrument
     ) -> list[SentOrder]:
-        count = 1 if permit.protective_stop is None else 2
-        ids = self.session.call(self.session.next_ids(count), "order ids")
-        client, now = self.settings.client_id, self.now()
+        count, client = 1 if permit.protective_stop is None else 2, self.settings.client_id
+        floor = self.store.highest_order_id(client) + 1
+        ids = self.session.call(self.session.next_ids(count, floor), "order ids")
+        now = self.now()
         parent = parent_order(permit, order_id_for(client, ids[0]), now)
         parent = parent.model_copy(update={"instrument": qualified, "account": self.account})
         orders = [parent]
@@ -319,7 +372,7 @@ class IbkrBroker:
             ) from None
         return sent
 
-    def _send(self, permit: SubmitPermit, sent: list[SentOrder]) -> None:
+    def _send(self, permit: SubmitPermit, sent: list[SentOrder], generation: int) -> None:
         parent, children = sent[0], sent[1:]
         contract = convert.contract_for(parent.order.instrument)
         placed = [convert.ib_order(parent.order, parent.ib_order_id, parent_id=0,
@@ -332,29 +385,36 @@ class IbkrBroker:
         for ib_order, row in zip(placed, sent, strict=True):
             ib_order.ocaGroup = row.order.oca_group or ""
         try:
-            self.session.call(self.session.place(contract, placed), "placing the order")
+            what = "placing the order"
+            self.session.call(self.session.place(contract, placed, generation), what)
         except BrokerError as exc:
             raise OrderOutcomeUnknownError(
                 f"sending to IB failed ({exc}): the order may or may not be at IB; nothing is"
-                " re-sent (`workbench reconcile`)", proposal_id=permit.proposal_id,
+                " re-sent; after the reconnect it is adopted if IB holds it, else marked"
+                " UNKNOWN (`workbench reconcile`)", proposal_id=permit.proposal_id,
             ) from None  # fmt: skip
 
-    def _answer(self, permit: SubmitPermit, sent: list[SentOrder]) -> SubmitAck:
+    def _answer(self, permit: SubmitPermit, sent: list[SentOrder], generation: int) -> SubmitAck:
         ids = [row.order.order_id for row in sent]
         immediate = permit.intent.order_type in IMMEDIATE or (
             permit.intent.time_in_force is TimeInForce.IOC
         )
         timeout = self.settings.timeouts.order_seconds
-        answered = self.recorder.wait_for(lambda: self._answered(ids, immediate), timeout)
+
+        def cut() -> bool:
+            return self.session.interrupted(generation)
+
+        answered = self.recorder.wait_for(lambda: self._answered(ids, immediate, cut), timeout)
         rows = [self._row(i) for i in ids]
         if not rows[0].acked:
-            why = "the connection dropped" if self.session.lost else f"no answer in {timeout}s"
+            why = self.session.link.refusal() if cut() else f"no answer in {timeout}s"
             raise OrderOutcomeUnknownError(
                 f"IB has not acknowledged the order ({why}): it may be working; nothing is"
-                " re-sent (`workbench reconcile`)", proposal_id=permit.proposal_id,
+                " re-sent; after a reconnect it is adopted if IB holds it, else marked UNKNOWN"
+                " (`workbench reconcile`)", proposal_id=permit.proposal_id,
             )  # fmt: skip
         rejected = rows[0].order.status is OrderStatus.REJECTED
-        if answered and (rejected or not immediate) and not self.session.lost:
+        if answered and (rejected or not immediate) and not cut():
             self.settle()  # what came with the answer: a marketable order's fill, a leg's reject
             rows = [self._row(i) for i in ids]
         parent = rows[0].order
@@ -364,8 +424,8 @@ class IbkrBroker:
             broker=self.label, parent=parent, children=tuple(r.order for r in rows[1:])
         )
 
-    def _answered(self, ids: list[str], immediate: bool) -> bool:
-        if self.session.lost:
+    def _answered(self, ids: list[str], immediate: bool, cut: Callable[[], bool]) -> bool:
+        if cut():
             return True
         rows = [self._row(i) for i in ids]
         parent = rows[0]
@@ -452,3 +512,21 @@ class IbkrBroker:
             r for r in family if r.order.parent_id == parents[0].order.order_id and is_active(r)
         ]
         return parents, parents + kids
+
+
+def found_text(run: ReconciliationRun) -> str:
+    """What a reconciliation with IB found, in words."""
+    at = run.at_broker
+    if at is None:
+        return ""
+    text = (
+        f"{at.trigger}: {len(at.matched)} of our orders at IB, {len(at.fills_adopted)} fills"
+        f" adopted, {len(at.unknown)} marked UNKNOWN, {len(at.foreign)} orders this home never"
+        " sent"
+    )
+    if at.foreign:
+        text += " (" + "; ".join(
+            f"{o.side.value} {o.quantity} {o.symbol} permId {o.perm_id} {o.status}"
+            for o in at.foreign
+        ) + ")"  # fmt: skip
+    return text

@@ -22,9 +22,12 @@ from ib_async import (
     PortfolioItem,
     Stock,
     Ticker,
+    Trade,
 )
+from ib_async import Fill as IbFill
 from ib_async.util import UNSET_DOUBLE
 
+from workbench.brokers.ibkr_reconcile import SIDES, BrokerView, SeenFill, SeenOrder
 from workbench.errors import BrokerError, MarketDataError
 from workbench.marketdata import Bar
 from workbench.models import (
@@ -46,6 +49,7 @@ IB_ORDER_TYPES = {
 }
 FEEDS = {1: QuoteFeed.LIVE, 2: QuoteFeed.FROZEN, 3: QuoteFeed.DELAYED, 4: QuoteFeed.DELAYED_FROZEN}
 STOCK_TYPES = {"ETF": InstrumentType.ETF}  # every other IB stock type is a plain STK
+COMPLETED = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 
 def number(value: float | str | None) -> Decimal | None:
@@ -253,3 +257,53 @@ def bars_from(
         bars.append(Bar(symbol=symbol, day=day, open=opened, high=high, low=low, close=close,
                         volume=volume, synthetic=synthetic, source=label))  # fmt: skip
     return sorted(bars, key=lambda b: b.day)
+
+
+# -- reconciliation ------------------------------------------------------------------------------
+
+
+def seen_order(trade: Trade) -> SeenOrder | None:
+    """An order IB listed (open, or completed: orderId 0), as the reconciliation reads it;
+    None for one without a usable side or size."""
+    order, status = trade.order, trade.orderStatus
+    side, quantity = SIDES.get(order.action), number(order.totalQuantity)
+    if side is None or quantity is None:
+        return None
+    return SeenOrder(
+        client_id=order.clientId,
+        order_id=order.orderId,
+        perm_id=status.permId or order.permId or None,
+        order_ref=order.orderRef or "",
+        symbol=trade.contract.symbol,
+        side=side,
+        quantity=quantity,
+        order_type=order.orderType,
+        status=status.status,
+        open=status.status not in COMPLETED,
+    )
+
+
+def seen_fill(fill: IbFill, currency: str) -> SeenFill | None:
+    """An execution IB listed; None for one without a usable size or price."""
+    ex, report = fill.execution, fill.commissionReport
+    shares, at = number(ex.shares), price(ex.price)
+    side = SIDES.get(ex.side)
+    if shares is None or at is None or side is None or ex.time.tzinfo is None:
+        return None
+    commission = number(report.commission) if report.execId else None
+    realized = number(report.realizedPNL) if report.execId else None
+    return SeenFill(
+        exec_id=ex.execId, client_id=ex.clientId, order_id=ex.orderId, perm_id=ex.permId or None,
+        order_ref=ex.orderRef or "", side=side, shares=shares, price=at, time=ex.time,
+        commission=abs(commission) if commission is not None else None,
+        currency=report.currency or currency,
+        realized_pnl=realized if realized is not None else Decimal(0),
+    )  # fmt: skip
+
+
+def broker_view(trades: Iterable[Trade], fills: Iterable[IbFill], currency: str) -> BrokerView:
+    """Everything ib_async holds about orders and executions on this connection."""
+    orders = (seen_order(t) for t in trades)
+    seen = (seen_fill(f, currency) for f in fills)
+    return BrokerView(tuple(o for o in orders if o is not None),
+                      tuple(f for f in seen if f is not None))  # fmt: skip

@@ -8,7 +8,14 @@ order was sent (by IB client and order id), folds it into the order (never backw
 order stays done, fills drive Filled), records the change as an ``OrderUpdate`` and its audit
 event (the parent's lifecycle event when the order table allows it, else ``BrokerOrderUpdated``),
 and wakes whoever waits. A fill is recorded once: its execId is unique in ``ibkr_fills``, so a
-duplicate report, a replayed one at reconnect, or one that arrives twice is dropped. No ib_async.
+duplicate report, a replayed one at reconnect, or one that arrives twice is dropped.
+
+On every (re)connect the session hands over what IB listed (a :class:`ReconcileFact`); it is
+matched to the log (``ibkr_reconcile``) and applied in one transaction: IB's status of our
+orders, the executions that came while away (once each), UNKNOWN for a proposal whose order IB
+does not hold (``OrderOutcomeUnknown``: never re-sent; new orders on its symbol refused until an
+approver resolves it with ``workbench reconcile resolve``), the orders IB holds that this home
+never sent (reported), and a ``ReconciliationRun``. Only then is the link READY. No ib_async.
 """
 
 from __future__ import annotations
@@ -20,13 +27,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from workbench.audit import AuditLog, EventType, Transaction
+from workbench.brokers import ibkr_reconcile as reconcile
+from workbench.brokers.ibkr_reconcile import BrokerView
 from workbench.brokers.ibkr_store import IbkrStore, SentOrder
 from workbench.clock import Clock
 from workbench.errors import BrokerError
-from workbench.events import BrokerUpdate
-from workbench.lifecycle import advance, can_advance, record_broker_update
+from workbench.events import (
+    BrokerConnected,
+    BrokerReconciliation,
+    BrokerUpdate,
+    ForeignOrder,
+    OrderOutcomeUnknown,
+    ReconciliationRun,
+)
+from workbench.lifecycle import (
+    TERMINAL_STATES,
+    advance,
+    can_advance,
+    current_state,
+    record_broker_update,
+)
+from workbench.models import Side
 from workbench.orders import DONE_STATES, BrokerOrder, Fill, OrderRole, OrderStatus, OrderUpdate
 
 ACTOR = "ibkr-broker"
@@ -90,6 +114,28 @@ class FillFact:
     realized_pnl: Decimal
 
 
+Trigger = Literal["connect", "reconnect", "data-lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectMark:
+    """A connection (or a 1101) is about to synchronise: executions recorded from here on are
+    reported as adopted by the reconciliation that follows."""
+
+    trigger: Trigger
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileFact:
+    """What IB listed on connection ``generation``: reconcile it with the log."""
+
+    generation: int
+    trigger: Trigger
+    client_id: int
+    server_version: int
+    view: BrokerView
+
+
 @dataclass(frozen=True, slots=True)
 class Marker:
     """Set once every fact queued before it has been applied."""
@@ -97,7 +143,7 @@ class Marker:
     done: threading.Event
 
 
-Fact = StatusFact | ErrorFact | FillFact
+Fact = StatusFact | ErrorFact | FillFact | ReconnectMark | ReconcileFact
 
 
 class Recorder:
@@ -108,6 +154,10 @@ class Recorder:
         self.store = IbkrStore(log_)
         self.label = ""
         self.clock = clock
+        self.connected: BrokerConnected | None = None  # recorded again on each reconnect
+        self.on_reconciled: Callable[[int], object] = lambda _generation: None
+        self._mark: int | None = None
+        self._after: list[Callable[[], object]] = []
         self._queue: queue.SimpleQueue[Fact | Marker | None] = queue.SimpleQueue()
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="ibkr-recorder", daemon=True)
@@ -171,10 +221,13 @@ class Recorder:
     def _record_all(self, facts: list[Fact]) -> None:
         """Everything that came together in one transaction (one fsync); should one fact fail,
         each is recorded on its own, so only that one is lost, and it is logged as an error."""
+        self._after.clear()
         try:
             with self.log.transaction() as tx:
                 for fact in facts:
                     self._apply(tx, fact)
+            for then in self._after:
+                then()
             return
         except Exception:
             if len(facts) == 1:
@@ -184,6 +237,13 @@ class Recorder:
             self._record_all([fact])
 
     def _apply(self, tx: Transaction, fact: Fact) -> None:
+        if isinstance(fact, ReconnectMark):
+            if self._mark is None:
+                self._mark = self.store.last_fill_seq()
+            return
+        if isinstance(fact, ReconcileFact):
+            self._reconcile(tx, fact)
+            return
         sent = self.store.by_ib_key(fact.client_id, fact.ib_order_id)
         if sent is None:
             log.info("not one of this workbench's orders: %r", fact)
@@ -254,6 +314,94 @@ class Recorder:
         message = f"filled {fact.shares} @ {fact.price} (execId {fact.exec_id})"
         self._record(tx, changed, fact.perm_id, message=message, fill=fill)
 
+    # -- reconciliation ----------------------------------------------------------------------
+
+    def _reconcile(self, tx: Transaction, fact: ReconcileFact) -> None:
+        """Apply what IB listed (see the module's docstring); the link is READY after commit."""
+        found = reconcile.plan(self.store.sent(), fact.client_id, fact.view)
+        awaiting = self._adopt_fills(tx, found)
+        for row, seen in found.found:
+            fresh = self._fresh(row)
+            self._status(tx, fresh, StatusFact(fresh.client_id, fresh.ib_order_id, seen.perm_id,
+                                               seen.status))  # fmt: skip
+        missing = [r for r in found.missing if not self._settled(tx, r)]
+        unknown = [pid for r in reconcile.unknown_parents(missing) if (pid := self._unknown(tx, r))]
+        for row in missing:
+            log.warning(
+                "IB does not hold order %s (%s %s, proposal %s): %s",
+                row.order.order_id,
+                row.order.role.value,
+                row.order.order_ref,
+                row.order.proposal_id,
+                "its outcome is unknown" if row.acked else "it may never have arrived",
+            )
+        for seen in found.foreign:
+            log.warning("IB holds an order this home never sent: %r (reported, not adopted)", seen)
+        mark, self._mark = self._mark, None
+        since = mark if mark is not None else self.store.last_fill_seq()
+        adopted = self.store.exec_ids_since(since)
+        matched = sorted({r.order.order_id for r, _ in found.found})
+        at_broker = BrokerReconciliation(
+            trigger=fact.trigger, client_id=fact.client_id, open_orders=fact.view.open_orders,
+            completed_orders=fact.view.completed_orders, executions=len(fact.view.fills),
+            matched=tuple(matched), fills_adopted=tuple(adopted),
+            not_at_ib=tuple(r.order.order_id for r in missing), unknown=tuple(unknown),
+            foreign=tuple(_foreign(o) for o in found.foreign), awaiting_commission=awaiting,
+        )  # fmt: skip
+        if fact.trigger == "reconnect" and self.connected is not None:
+            again = self.connected.model_copy(update={"server_version": fact.server_version})
+            tx.append(EventType.BROKER_CONNECTED, again, actor=ACTOR)
+        run = ReconciliationRun(submitted_without_broker_order=tuple(unknown), broker=self.label,
+                                at_broker=at_broker)  # fmt: skip
+        tx.append(EventType.RECONCILIATION_RUN, run, actor=ACTOR)
+        generation = fact.generation
+        self._after.append(lambda: self.on_reconciled(generation))
+
+    def _adopt_fills(self, tx: Transaction, found: reconcile.Plan) -> tuple[str, ...]:
+        """Record the executions of our orders not recorded yet (those with their commission);
+        the exec ids still waiting for a commission report."""
+        awaiting = []
+        for row, fill in found.fills:
+            if self.store.has_fill(fill.exec_id):
+                continue
+            if fill.commission is None:
+                awaiting.append(fill.exec_id)
+                continue
+            fresh = self._fresh(row)
+            self._fill(tx, fresh, FillFact(
+                client_id=fresh.client_id, ib_order_id=fresh.ib_order_id, perm_id=fill.perm_id,
+                exec_id=fill.exec_id, shares=fill.shares, price=fill.price, time=fill.time,
+                commission=fill.commission, currency=fill.currency,
+                realized_pnl=fill.realized_pnl,
+            ))  # fmt: skip
+        return tuple(awaiting)
+
+    def _fresh(self, row: SentOrder) -> SentOrder:
+        """The row as it stands now in this transaction."""
+        fresh = self.store.by_order_id(row.order.order_id)
+        assert fresh is not None
+        return fresh
+
+    def _settled(self, tx: Transaction, row: SentOrder) -> bool:
+        """Whether the row's proposal is settled (terminal: e.g. resolved as never sent)."""
+        pid = row.order.proposal_id
+        return pid is not None and current_state(tx.log, pid) in TERMINAL_STATES
+
+    def _unknown(self, tx: Transaction, row: SentOrder) -> str | None:
+        """Mark the proposal of a parent IB does not hold UNKNOWN (when not already)."""
+        pid = row.order.proposal_id
+        if pid is None or not can_advance(tx, pid, EventType.ORDER_OUTCOME_UNKNOWN):
+            return None
+        answer = (
+            f"after a reconnect IB lists no order {row.order.order_id} (orderRef"
+            f" {row.order.order_ref}): "
+            + ("it was acknowledged, then vanished" if row.acked else "it never acknowledged it")
+        )
+        unknown = OrderOutcomeUnknown(order_ref=row.order.order_ref, broker=self.label,
+                                      broker_answer=answer, found_by="ibkr-reconnect")  # fmt: skip
+        advance(tx, pid, EventType.ORDER_OUTCOME_UNKNOWN, unknown, actor=ACTOR)
+        return pid
+
     # -- writing -----------------------------------------------------------------------------
 
     def _changed_order(self, order: BrokerOrder, status: OrderStatus, reason: str) -> BrokerOrder:
@@ -310,3 +458,10 @@ def _status_message(ib_status: str, order: BrokerOrder) -> str:
     if order.status in (OrderStatus.PRE_SUBMITTED, OrderStatus.SUBMITTED):
         return f"accepted by IB ({ib_status})"
     return order.reason or ib_status
+
+
+def _foreign(seen: reconcile.SeenOrder) -> ForeignOrder:
+    return ForeignOrder(perm_id=seen.perm_id, client_id=seen.client_id, order_id=seen.order_id,
+                        order_ref=seen.order_ref[:200], symbol=seen.symbol or "?",
+                        side=Side(seen.side), quantity=abs(seen.quantity),
+                        status=seen.status or "?")  # fmt: skip

@@ -10,7 +10,17 @@ callbacks run there too. They only turn what IB says about orders into facts for
 Paper only, checked twice: the live ports are refused before any socket (``paper_only``), and
 every account the login manages must be a paper ``DU…`` account, checked on ``managedAccounts``
 before any request that could trade. The IB object and its handlers are made once per session, so
-a later reconnect keeps them.
+a reconnect keeps them.
+
+The link (``ibkr_link``) is READY only once the connection's orders and executions have been
+reconciled with the log: on every connection the session asks IB for every open order, the
+completed orders and the day's executions and hands them to the recorder (a ``ReconcileFact``),
+which matches and records them and marks the link READY. A drop (or IB's 1100 lasting
+``link_lost_seconds``) starts the reconnect loop; 1101 (IB lost data) resubscribes what the
+session holds (the account updates, the market-data type; quotes are snapshots) and reconciles
+again; 1102 ends a 1100. Order ids come from IB's nextValidId on every connection, never below
+the highest id this home used for the client. Every message goes through ib_async's own throttle,
+set from ``pacing`` in ``policies/broker.yaml``.
 """
 
 from __future__ import annotations
@@ -42,9 +52,19 @@ from ib_async import (
 )
 
 from workbench.broker_policy import IbkrSettings, check_paper_account, paper_only
-from workbench.brokers.ibkr_convert import number
-from workbench.brokers.ibkr_recorder import ErrorFact, Fact, FillFact, StatusFact
-from workbench.errors import BrokerError, BrokerUnavailableError
+from workbench.brokers.ibkr_convert import broker_view, number
+from workbench.brokers.ibkr_link import Link, LinkState, Pause
+from workbench.brokers.ibkr_recorder import (
+    ErrorFact,
+    Fact,
+    FillFact,
+    ReconcileFact,
+    ReconnectMark,
+    StatusFact,
+    Trigger,
+)
+from workbench.clock import Clock
+from workbench.errors import BrokerError, BrokerUnavailableError, ClientIdInUseError
 
 T = TypeVar("T")
 log = logging.getLogger("workbench.brokers.ibkr")
@@ -54,6 +74,8 @@ TEST_GATEWAY_MARK = "loopback-test-gateway"
 FARM_NOTICES = frozenset({2104, 2106, 2158})
 CONNECTIVITY = frozenset({1100, 1101, 1102})
 COMMISSION_GRACE = 1.0  # seconds an execution may wait for its commission report
+DUPLICATE_ORDER_ID = 103
+REFUSED_STATES = frozenset({LinkState.RECONNECTING, LinkState.GAVE_UP, LinkState.CLOSED})
 
 
 def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
@@ -78,19 +100,23 @@ class IbSession:
         *,
         read_only: bool,
         facts: Callable[[Fact], None],
+        clock: Clock,
         on_lost: Callable[[], None] = lambda: None,
+        pause: Pause = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.read_only = read_only
         self.account = ""
         self.server_version = 0
         self.test_gateway = False
-        self.lost = False
+        self.link = Link(settings.reconnect, pause, clock.now)
         self._facts = facts
         self._on_lost = on_lost
+        self._pause = pause
         self._closing = False
         self._awaiting: dict[str, float] = {}  # execId -> when it came without its commission
         self._refetching = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._serve, name=f"ibkr-client-{settings.client_id}", daemon=True
@@ -98,11 +124,24 @@ class IbSession:
         self._keyed: asyncio.Lock | None = None
         self.ib: IB | None = None
 
+    @property
+    def lost(self) -> bool:
+        """Whether the connection is not (or no longer) fit for orders: not READY."""
+        return not self.link.ready
+
+    def interrupted(self, generation: int) -> bool:
+        """Whether the connection an order went out on has dropped, been replaced, or IB has
+        lost its link or data since (``generation`` is the link's when it was sent)."""
+        return self.link.generation != generation or not self.link.ready
+
     # -- the thread --------------------------------------------------------------------------
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
+        try:
+            self._loop.run_forever()
+        finally:  # whatever stopped the loop: nothing is left pending
+            self._loop.run_until_complete(self._shutdown())
 
     def call(self, coro: Coroutine[Any, Any, T], what: str, timeout: float | None = None) -> T:
         """Run ``coro`` on the session's loop and wait for it (``timeout``: the request timeout)."""
@@ -112,6 +151,9 @@ class IbSession:
         if not self._thread.is_alive():
             coro.close()
             raise BrokerUnavailableError(f"{what}: the IBKR session is closed")
+        if self.link.state in REFUSED_STATES:
+            coro.close()
+            raise BrokerUnavailableError(f"{what}: {self.link.refusal()}")
         limit = timeout if timeout is not None else self.settings.timeouts.request_seconds
         future = asyncio.run_coroutine_threadsafe(_within(coro, limit, what), self._loop)
         try:
@@ -127,16 +169,18 @@ class IbSession:
     # -- connecting --------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect, check the accounts are paper ones, and synchronise; nothing trades here."""
+        """Connect, check the accounts are paper ones, and synchronise; nothing trades here.
+        The link is READY once the recorder has reconciled what IB listed."""
         paper_only(self.settings)  # before any socket
         self._thread.start()
         try:
-            self.call(self._connect(), "connect", self.settings.timeouts.connect_seconds * 2 + 5)
+            what, timeout = "connect", self.settings.timeouts.connect_seconds * 2 + 5
+            self.call(self._connect("connect"), what, timeout)
         except BaseException:
             self.close()
             raise
 
-    async def _connect(self) -> None:
+    async def _connect(self, trigger: Trigger) -> None:
         if self.ib is None:
             self.ib = self._make_ib()
         self._keyed = asyncio.Lock()
@@ -152,11 +196,22 @@ class IbSession:
             await self._handshake(ib, closed)
         finally:
             ib.client.apiError -= on_api_error
-        self.account = self._choose_account(ib.managedAccounts())
+        account = self._choose_account(ib.managedAccounts())
+        if self.account and account != self.account:
+            ib.disconnect()
+            raise BrokerError(f"IB now manages {account}, not {self.account}: not reconnected")
+        self.account = account
         self.server_version = ib.client.serverVersion()
         ib.reqMarketDataType(s.market_data_type)
+        self._facts(ReconnectMark(trigger))
         await self._synchronise(ib)
-        self.lost = False
+        generation = self.link.connected()
+        self._facts(self._reconcile_fact(ib, generation, trigger))
+
+    def _reconcile_fact(self, ib: IB, generation: int, trigger: Trigger) -> ReconcileFact:
+        view = broker_view(ib.trades(), ib.fills(), self.settings.currency)
+        return ReconcileFact(generation, trigger, self.settings.client_id, self.server_version,
+                             view)  # fmt: skip
 
     async def _handshake(self, ib: IB, closed: asyncio.Future[str]) -> None:
         s, timeout = self.settings, self.settings.timeouts.connect_seconds
@@ -166,9 +221,14 @@ class IbSession:
         ))  # fmt: skip
         try:
             done, _ = await asyncio.wait({connect, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if connect not in done:
-                connect.cancel()
-                raise BrokerUnavailableError(self._closed_text(closed.result()))
+        except asyncio.CancelledError:
+            connect.cancel()
+            raise
+        if connect not in done:
+            connect.cancel()
+            await asyncio.gather(connect, return_exceptions=True)
+            raise BrokerUnavailableError(self._closed_text(closed.result()))
+        try:
             connect.result()
         except (ConnectionRefusedError, OSError) as exc:
             raise BrokerUnavailableError(
@@ -184,8 +244,10 @@ class IbSession:
     def _closed_text(self, message: str) -> str:
         s = self.settings
         if "already in use" in message:
-            return (f"client id {s.client_id} is already in use at {s.endpoint}: choose another"
-                    " (--client-id, or client_id in policies/broker.yaml)")  # fmt: skip
+            raise ClientIdInUseError(
+                f"client id {s.client_id} is already in use at {s.endpoint}: choose another"
+                " (--client-id, or client_id in policies/broker.yaml)"
+            )
         return f"IB Gateway/TWS at {s.endpoint} closed the connection: {message}"
 
     def _choose_account(self, managed: list[str]) -> str:
@@ -208,16 +270,31 @@ class IbSession:
         return usable[0]
 
     async def _synchronise(self, ib: IB) -> None:
+        """The account's updates, every open order (all clients, hand-typed ones too), the
+        completed orders and the day's executions: what a reconciliation needs."""
         timeout = self.settings.timeouts.connect_seconds
-        waits: list[Awaitable[Any]] = [ib.reqAccountUpdatesAsync(self.account)]
-        if not self.read_only:
-            waits += [ib.reqOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False)]
-        await asyncio.wait_for(asyncio.gather(*waits), timeout)
-        await asyncio.wait_for(ib.reqExecutionsAsync(), timeout)  # after the orders are in
+        waits: list[Awaitable[Any]] = [
+            ib.reqAccountUpdatesAsync(self.account),
+            ib.reqAllOpenOrdersAsync(),
+            ib.reqCompletedOrdersAsync(False),
+        ]
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*waits)
+            async with asyncio.timeout(timeout):
+                await ib.reqExecutionsAsync()  # after the orders are in
+        except (TimeoutError, ConnectionError) as exc:
+            ib.disconnect()
+            raise BrokerUnavailableError(
+                f"IB at {self.settings.endpoint} did not list its orders and executions: {exc!r}"
+            ) from None
 
     def _make_ib(self) -> IB:
         ib = IB()
         ib.RaiseRequestErrors = True
+        ib.client.MaxRequests = self.settings.pacing.max_messages  # ib_async's own throttle
+        interval = float(self.settings.pacing.per_seconds)
+        ib.client.RequestsInterval = interval  # type: ignore[assignment]  # ib_async: a float
         ib.orderStatusEvent += self._on_status
         ib.errorEvent += self._on_error
         ib.execDetailsEvent += self._on_execution
@@ -225,31 +302,87 @@ class IbSession:
         ib.disconnectedEvent += self._on_disconnected
         return ib
 
+    # -- the link: drops, IB's 1100/1101/1102, reconnects -------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._closing:
+            coro.close()
+            return
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconnect(self) -> None:
+        endpoint = self.settings.endpoint
+        if not await self.link.reconnect(lambda: self._connect("reconnect"), endpoint):
+            self._on_lost()
+
+    async def _watch_link(self, generation: int) -> None:
+        """IB's 1100 still on after ``link_lost_seconds`` (real time: a time-out, not a wait
+        on the reconnect's clock): drop the socket and reconnect."""
+        await asyncio.sleep(float(self.settings.reconnect.link_lost_seconds))
+        if self.link.state is LinkState.LINK_LOST and self.link.generation == generation:
+            log.warning("IB's link has been lost for %ss: reconnecting",
+                        self.settings.reconnect.link_lost_seconds)  # fmt: skip
+            if self.link.dropped() and self.ib is not None:
+                self.ib.disconnect()
+                self._spawn(self._reconnect())
+
+    async def _data_lost(self) -> None:
+        """IB's 1101: resubscribe, then reconcile again (orders and fills may have been lost)."""
+        ib = self.ib
+        assert ib is not None
+        self.link.reconciling()
+        generation = self.link.generation
+        try:
+            ib.reqMarketDataType(self.settings.market_data_type)
+            self._facts(ReconnectMark("data-lost"))
+            await self._synchronise(ib)
+        except BrokerError as exc:
+            log.warning("after IB's 1101: %s", exc)
+            return  # the drop that follows reconnects
+        self._facts(self._reconcile_fact(ib, generation, "data-lost"))
+
+    def _on_link(self, code: int, message: str) -> None:
+        if code == 1100 and self.link.link_lost(message):
+            self._on_lost()
+            self._spawn(self._watch_link(self.link.generation))
+        elif code == 1101:
+            self._spawn(self._data_lost())
+        elif code == 1102:
+            self.link.link_restored()
+
     # -- closing -----------------------------------------------------------------------------
 
     def close(self) -> None:
         """Disconnect and end the thread (pending tasks are cancelled first)."""
         self._closing = True
+        self.link.closed()
         if not self._thread.is_alive():
             self._loop.close()
             return
         future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         try:
             future.result(10)
-        except (concurrent.futures.TimeoutError, ConnectionError):
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, OSError):
             log.warning("the IBKR session did not shut down cleanly")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
 
     async def _shutdown(self) -> None:
-        if self.ib is not None:
+        if self.ib is not None and self.ib.isConnected():
             self.ib.disconnect()
+        for _ in range(3):  # let the socket's connection_lost run before the tasks are cancelled
+            await asyncio.sleep(0)
         current = asyncio.current_task()
-        others = [t for t in asyncio.all_tasks() if t is not current]
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        for _ in range(5):  # a cancelled task may start another (a reconnect's connect)
+            others = [t for t in asyncio.all_tasks() if t is not current]
+            if not others:
+                return
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
     # -- ib_async callbacks (on the IB thread): facts for the recorder -----------------------
 
@@ -267,6 +400,10 @@ class IbSession:
             self.test_gateway = True
         if code in CONNECTIVITY:
             log.warning("IB connectivity %d: %s", code, message)
+            self._on_link(code, message)
+        if code == DUPLICATE_ORDER_ID and self.ib is not None and self.ib.isConnected():
+            ask_ids = cast(Callable[[int], None], self.ib.client.reqIds)
+            ask_ids(1)  # IB's nextValidId moves ib_async's order ids past the one it refused
         if req_id > 0:
             self._facts(ErrorFact(self.settings.client_id, req_id, code, message))
 
@@ -320,9 +457,9 @@ class IbSession:
 
     @_guarded
     def _on_disconnected(self) -> None:
-        if not self._closing:
-            self.lost = True
-            log.warning("the connection to IB at %s dropped", self.settings.endpoint)
+        if not self._closing and self.link.dropped():
+            log.warning("the connection to IB at %s dropped: reconnecting", self.settings.endpoint)
+            self._spawn(self._reconnect())
         self._on_lost()
 
     # -- requests (coroutines for call()) ----------------------------------------------------
@@ -331,12 +468,21 @@ class IbSession:
         assert self.ib is not None
         return list(await self.ib.reqContractDetailsAsync(contract))
 
-    async def next_ids(self, count: int) -> list[int]:
+    async def next_ids(self, count: int, floor: int) -> list[int]:
+        """``count`` order ids from IB's sequence (nextValidId), none below ``floor``."""
         assert self.ib is not None
+        at_least = cast(Callable[[int], None], self.ib.client.updateReqId)
+        at_least(floor)
         return [self.ib.client.getReqId() for _ in range(count)]
 
-    async def place(self, contract: Contract, orders: list[Order]) -> None:
+    async def place(self, contract: Contract, orders: list[Order], generation: int) -> None:
+        """Send the orders on connection ``generation`` only (nothing when it changed)."""
         assert self.ib is not None
+        if self.interrupted(generation):
+            raise BrokerUnavailableError(
+                f"nothing was sent: {self.link.refusal() or 'the IB'}"
+                " connection changed since the order was recorded"
+            )
         for order in orders:
             self.ib.placeOrder(contract, order)
 

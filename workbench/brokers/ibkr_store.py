@@ -108,6 +108,24 @@ class IbkrStore:
         row = self.conn.execute("SELECT 1 FROM ibkr_fills WHERE exec_id = ?", (exec_id,))
         return row.fetchone() is not None
 
+    def last_fill_seq(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ibkr_fills").fetchone()
+        return int(row[0])
+
+    def exec_ids_since(self, seq: int) -> list[str]:
+        """The exec ids recorded after fill ``seq``, in the order they were recorded."""
+        sql = "SELECT exec_id FROM ibkr_fills WHERE seq > ? ORDER BY seq"
+        rows = self.conn.execute(sql, (seq,))
+        return [r[0] for r in rows]
+
+    def highest_order_id(self, client_id: int) -> int:
+        """The highest IB order id this home used for ``client_id`` (0 when none)."""
+        row = self.conn.execute(
+            "SELECT COALESCE(MAX(ib_order_id), 0) FROM ibkr_orders WHERE client_id = ?",
+            (client_id,),
+        ).fetchone()
+        return int(row[0])
+
     def fills(self, order_id: str | None = None) -> list[Fill]:
         where, params = ("order_id = ?", (order_id,)) if order_id else ("1", ())
         rows = self.conn.execute(f"SELECT body FROM ibkr_fills WHERE {where} ORDER BY seq", params)

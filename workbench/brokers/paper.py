@@ -119,6 +119,10 @@ class PaperBroker:
         broker._owns_log = True
         return broker
 
+    def link(self) -> None:
+        """The embedded paper broker has no connection."""
+        return None
+
     def close(self) -> None:
         if self._owns_log:
             self.log.close()

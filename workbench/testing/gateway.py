@@ -463,6 +463,15 @@ class Gateway:
     def restarts(self) -> int:
         return self._core.restarts
 
+    def next_due(self) -> datetime | None:
+        """When the next delayed step is due on the gateway's clock (None: nothing pending)."""
+        return self._call(self._core.scheduler.next_due)
+
+    @property
+    def connectivity_lost(self) -> bool:
+        """Whether a 1100 is in force (no fills, no streaming) until a 1101/1102 or a restart."""
+        return self._call(lambda: self._core.exchange.connectivity_lost)
+
 
 async def _settle() -> None:
     """Let closing transports run their connection_lost callbacks before the loop closes."""
